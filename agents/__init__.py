@@ -1,0 +1,1 @@
+"""Batch agents, one module per source domain. Thin: they wire topics to pipelines."""

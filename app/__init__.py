@@ -1,0 +1,1 @@
+"""StreamPulse: Faust stream analytics over Avro topics with a Confluent Schema Registry."""

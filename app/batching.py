@@ -1,0 +1,209 @@
+"""Batch agents: Faust's consumer hands whole fetched batches to a handler, per topic-partition.
+
+Why: Faust's per-event path (conductor -> channel queue -> stream iteration -> ack) costs about
+200 us per message here (lessons.md), far more than decoding and aggregating an event. A
+batch agent keeps Faust's consumer group, rebalancing, offset commits, tables, changelogs and
+recovery, but replaces the per-event delivery for its topics: :class:`BatchingConsumer`
+overrides ``Consumer._drain_messages`` so records of batch topics go, as the list the fetcher
+returned, to one ``async handler(batch)`` call; the batch's offsets are then acked in bulk into
+the same bookkeeping Faust's commit uses. Records of other topics (ordinary Faust agents,
+changelogs) still take Faust's per-message path unchanged.
+
+Table writes inside a handler need a "current event" (Faust picks the changelog partition and
+the RocksDB partition from it): :func:`table_context` provides one for a partition.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import faust
+from faust.streams import _current_event
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP, Message
+
+__all__ = [
+    "BatchHandler",
+    "BatchingConsumer",
+    "BatchingTransport",
+    "SourceBatch",
+    "StreamPulseApp",
+    "table_context",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceBatch:
+    """The records one fetch returned for one topic-partition, oldest first."""
+
+    tp: TP
+    records: Sequence[Any]  # aiokafka ConsumerRecord: .offset .key .value .timestamp .headers
+
+    @property
+    def topic(self) -> str:
+        return self.tp.topic
+
+    @property
+    def partition(self) -> int:
+        return self.tp.partition
+
+
+BatchHandler = Callable[[SourceBatch], Awaitable[None]]
+
+
+class BatchingConsumer(aiokafka_driver.Consumer):
+    """Faust's aiokafka consumer, delivering batch topics' records a batch at a time."""
+
+    def _batch_handlers(self) -> dict[str, BatchHandler]:
+        return cast("StreamPulseApp", self.app).batch_handlers
+
+    async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs a broker
+        """Faust's fetch loop, with whole batches for batch topics (see module docstring)."""
+        handlers = self._batch_handlers()
+        callback = self.callback
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        monitor = self.app.monitor
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                records, active_partitions = await self._wait_next_records(1.0)
+                await self.sleep(0)
+                if not records or self.should_stop:
+                    continue
+                generation_id = self.app.consumer_generation_id
+                for tp, tp_records in records.items():
+                    if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                        break  # rebalancing: Faust re-seeks to the committed offsets
+                    if not (
+                        active_partitions is None
+                        or tp in active_partitions
+                        or tp in self._buffered_partitions
+                    ):
+                        continue
+                    monitor.track_tp_end_offset(tp, self.highwater(tp))
+                    r_offset = get_read_offset(tp)
+                    if r_offset is not None:
+                        tp_records = [r for r in tp_records if r.offset >= r_offset]
+                        if not tp_records:
+                            continue
+                    handler = handlers.get(tp.topic)
+                    if handler is None:
+                        await self._deliver_one_by_one(tp, tp_records, callback, r_offset)
+                    else:
+                        await handler(SourceBatch(tp, tp_records))
+                        if acks_enabled_for(tp.topic):
+                            await self._ack_batch(tp, tp_records, r_offset)
+                        monitor.messages_received_total += len(tp_records)
+                        monitor.messages_received_by_topic[tp.topic] += len(tp_records)
+                        monitor.tp_read_offsets[tp] = tp_records[-1].offset
+                    set_read_offset(tp, tp_records[-1].offset)
+                    if self._commit_every is not None and self._n_acked >= self._commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Batch drain raised: %r", exc)
+            raise
+
+    async def _deliver_one_by_one(
+        self, tp: TP, records: Sequence[Any], callback: Any, r_offset: int | None
+    ) -> None:
+        """Faust's own per-message delivery, for topics without a batch handler."""
+        for record in records:
+            offset = record.offset
+            if r_offset and offset - r_offset > 1 and self.app.topics.acks_enabled_for(tp.topic):
+                await self._add_gap(tp, r_offset + 1, offset)
+            await self.wait_first(callback(self._to_message(tp, record)), self.suspend_flow.wait())
+            r_offset = offset
+
+    async def _ack_batch(self, tp: TP, records: Sequence[Any], r_offset: int | None) -> None:
+        """Mark a handled batch's offsets as acked, as ``Consumer.ack`` does one at a time."""
+        committed = self._committed_offset[tp]
+        acked_index = self._acked_index[tp]
+        offsets = [
+            r.offset
+            for r in records
+            if (committed is None or r.offset >= committed) and r.offset not in acked_index
+        ]
+        previous = r_offset
+        for offset in offsets:
+            if previous is not None and offset - previous > 1:
+                await self._add_gap(tp, previous + 1, offset - 1)
+            previous = offset
+        acked_index.update(offsets)
+        self._acked[tp].extend(offsets)
+        self._n_acked += len(offsets)
+
+
+class BatchingTransport(aiokafka_driver.Transport):
+    """The aiokafka transport with :class:`BatchingConsumer`."""
+
+    Consumer = BatchingConsumer
+
+
+class StreamPulseApp(faust.App):
+    """A ``faust.App`` that also runs batch agents (``@app.batch_agent(topic)``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.batch_handlers: dict[str, BatchHandler] = {}
+        self._batch_topics: list[faust.TopicT] = []
+
+    def batch_agent(self, topic: faust.TopicT) -> Callable[[BatchHandler], BatchHandler]:
+        """Register ``handler`` for every batch fetched from ``topic``'s partitions."""
+
+        def register(handler: BatchHandler) -> BatchHandler:
+            for name in topic.topics:
+                if name in self.batch_handlers:
+                    raise ValueError(f"topic {name} already has a batch agent")
+                self.batch_handlers[name] = handler
+            self._batch_topics.append(topic)
+            return handler
+
+        return register
+
+    def _new_transport(self) -> Any:
+        if self.conf.broker_consumer[0].scheme not in ("kafka", "aiokafka"):
+            return super()._new_transport()
+        return BatchingTransport(self.conf.broker_consumer, self)
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        # Subscribing through the conductor puts the topics in the consumer group, declares the
+        # internal ones and enables acks for them, exactly as an ordinary agent's topic.
+        for topic in self._batch_topics:
+            self.topics.add(topic)
+
+
+@contextlib.contextmanager
+def table_context(app: faust.App, topic: str, partition: int) -> Iterator[None]:
+    """Let table writes outside stream iteration go to ``partition`` of their changelog.
+
+    Faust tables take the changelog partition (and the RocksDB store its partition database)
+    from the current event's message; a batch handler has no per-event Event, so this sets
+    one that names the partition the batch came from (co-partitioned with the table).
+    """
+    message = Message(
+        topic=topic, partition=partition, offset=-1, timestamp=0.0, timestamp_type=0,
+        headers=None, key=None, value=None, checksum=None, tp=TP(topic, partition),
+    )  # fmt: skip
+    event = app.create_event(None, None, {}, message)
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+

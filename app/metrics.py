@@ -1,0 +1,67 @@
+"""Prometheus metrics of the contract (section 5), declared once.
+
+Labels are bounded: topic, table, DLQ reason and registry outcome only, never a user, customer
+or other identifier.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "AGGREGATES_EMITTED",
+    "DLQ_MESSAGES",
+    "EVENTS_AGGREGATED",
+    "EVENTS_CONSUMED",
+    "EVENT_LAG",
+    "LATE_EVENTS",
+    "REGISTRY_REQUESTS",
+    "TABLE_KEYS",
+    "UNKNOWN_EVENT_TYPES",
+]
+
+EVENTS_CONSUMED = Counter(
+    "streampulse_events_consumed_total",
+    "Source messages read from Kafka, before decoding.",
+    ["topic"],
+)
+EVENTS_AGGREGATED = Counter(
+    "streampulse_events_aggregated_total",
+    "Source events that passed decoding and validation and were counted in aggregates.",
+    ["topic"],
+)
+DLQ_MESSAGES = Counter(
+    "streampulse_dlq_messages_total",
+    "Messages sent to the dead-letter topic, by source topic and contract reason.",
+    ["topic", "reason"],
+)
+LATE_EVENTS = Counter(
+    "streampulse_late_events_total",
+    "Events whose window had already closed (end + grace passed) when they arrived.",
+    ["topic"],
+)
+AGGREGATES_EMITTED = Counter(
+    "streampulse_aggregates_emitted_total",
+    "Final window records published to derived topics.",
+    ["table"],
+)
+EVENT_LAG = Histogram(
+    "streampulse_event_lag_seconds",
+    "Processing time minus event time when an event is aggregated.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+REGISTRY_REQUESTS = Counter(
+    "streampulse_registry_requests_total",
+    "Schema Registry requests by outcome (ok, not_found, error).",
+    ["outcome"],
+)
+TABLE_KEYS = Gauge(
+    "streampulse_table_keys",
+    "Keys held by this worker's table partitions.",
+    ["table"],
+)
+UNKNOWN_EVENT_TYPES = Counter(
+    "streampulse_unknown_event_types_total",
+    "Events of a type this version does not know (logged, dead-lettered, skipped).",
+    ["topic"],
+)

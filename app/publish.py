@@ -1,0 +1,79 @@
+"""Publishing final window records to the derived topics (contract section 3).
+
+A record is the seed-004 envelope, the window bounds, the group key and the metric fields,
+encoded with the derived topic's registered schema. ``event_id`` is a UUID derived from
+(table, key, window): if a crash makes a window publish twice, both copies carry the same id,
+so downstream consumers can drop the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from app import metrics
+from app.catalog import DERIVED_TOPICS
+from app.codec import RegistryCodec
+from models.windowed import Accumulator, WindowedAggregate
+
+__all__ = ["PRODUCER", "AggregatePublisher", "derived_record", "record_event_id"]
+
+PRODUCER = "streampulse"
+_EVENT_ID_NAMESPACE = uuid.UUID("5b0d4c8e-2f4e-4a51-9d5e-7a1f0c3b9e21")
+
+
+def record_event_id(table: str, key: str, window_start: int) -> str:
+    """Stable id of one window's record."""
+    return str(uuid.uuid5(_EVENT_ID_NAMESPACE, f"{table}\x1f{key}\x1f{window_start}"))
+
+
+def derived_record(
+    aggregate: WindowedAggregate,
+    key: str,
+    key_values: Sequence[str],
+    window_start: int,
+    window_ms: int,
+    acc: Accumulator,
+    now_ms: int,
+) -> dict[str, Any]:
+    """The full record for one closed window, field order as in the schema."""
+    record: dict[str, Any] = {
+        "event_id": record_event_id(aggregate.table, key, window_start),
+        "event_type": aggregate.event_type,
+        "occurred_at": now_ms,
+        "producer": PRODUCER,
+        "schema_version": aggregate.schema_version,
+        "privacy_tier": aggregate.privacy_tier,
+        "window_start": window_start,
+        "window_end": window_start + window_ms,
+    }
+    record.update(zip(aggregate.key_fields, key_values, strict=True))
+    record.update(aggregate.metrics(acc))
+    return record
+
+
+class AggregatePublisher:
+    """Encodes records with the registry and sends them, waiting for the broker's ack."""
+
+    def __init__(self, app: Any, codec: RegistryCodec) -> None:
+        self._app = app
+        self._codec = codec
+
+    async def publish(self, table: str, records: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Send ``(key, record)`` pairs to the ``table`` topic; return once all are acked."""
+        if not records:
+            return
+        spec = DERIVED_TOPICS[table]
+        schema_id = await self._codec.schema_id_for(spec.subject, spec.schema())
+        encode = self._codec.encode
+        send = self._app.producer.send
+        timestamp = time.time()
+        futures = [
+            await send(table, key.encode(), encode(schema_id, record), None, timestamp, None)
+            for key, record in records
+        ]
+        await asyncio.gather(*futures)
+        metrics.AGGREGATES_EMITTED.labels(table=table).inc(len(records))

@@ -1,0 +1,1 @@
+"""Records of StreamPulse: source events and the windowed aggregates computed from them."""
