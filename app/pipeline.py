@@ -106,7 +106,7 @@ class SourcePipeline:
             time_field = self.time_field
             max_event_ms = max(event[time_field] for event in valid)
             for table in self.tables:
-                futures.extend(await table.ship(valid, max_event_ms))
+                futures.extend(await table.ship(valid, max_event_ms, batch.partition))
             now_ms = time.time() * 1000.0
             observe = metrics.EVENT_LAG.observe
             for event in valid:

@@ -10,12 +10,18 @@ Two stages per derived table (see README "Hot path"):
    write (one changelog record) per key per batch. The table key is the group key, so the
    table is partitioned by it and Faust routes key lookups to the owning worker.
 
-Window close: a window [start, end) closes when the watermark passes ``end + grace``. The
-watermark is the highest event time this worker has seen for the table; while no partials
-arrive for ``idle_advance_seconds`` it advances with wall-clock time so the last windows of a
-stream close too. A closed window's record is published, then the window moves to the key's
-``closed`` list (kept for the web views). A partial for a closed window is late: its events
-are counted in ``streampulse_late_events_total`` and not merged.
+Window close: a window [start, end) closes when the watermark passes ``end + grace``. Every
+source batch tells every table partition how far its source partition has got (its highest
+event time), in the partials themselves or in a key-less watermark message, in order with its
+partials. Each table partition keeps its own watermark: the lowest of those times over the
+source partitions heard from within ``idle_advance_seconds`` (Kafka Streams' and Flink's rule:
+a lagging partition holds windows open). Per table partition, because partitions are consumed
+one after another: a worker-wide watermark could run ahead of data still queued on another
+partition. When every source partition is idle it advances with wall-clock time, so the last
+windows of a stream close too. The watermark never goes back. A closed window's record is
+published, then the window moves to the key's ``closed`` list (kept for the web views). A
+partial for a closed window is late: its events are counted in
+``streampulse_late_events_total`` and not merged.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from models.windowed import Accumulator, WindowedAggregate, merge_into
 
 __all__ = [
     "Partials",
+    "PartitionClock",
     "WindowedTable",
     "build_partials",
     "decode_key",
@@ -92,6 +99,41 @@ def build_partials(
     return {encode_key(k): v for k, v in by_tuple.items()}
 
 
+class PartitionClock:
+    """The watermark of one table partition (see the module docstring)."""
+
+    __slots__ = ("floor", "idle_after", "last_arrival", "sources")
+
+    def __init__(self, source_partitions: int, idle_after: float, now: float) -> None:
+        # Source partitions not heard from yet hold the watermark back until they count as
+        # idle, so a partition that first hears from one fast source does not close early.
+        self.sources: dict[int, list[float]] = {p: [0, now] for p in range(source_partitions)}
+        self.idle_after = idle_after
+        self.last_arrival = now
+        self.floor = 0  # never goes below this (closed windows, restarts)
+
+    def observe(self, source_partition: int, event_ms: int, now: float) -> None:
+        state = self.sources.get(source_partition)
+        if state is None:
+            self.sources[source_partition] = [event_ms, now]
+        else:
+            if event_ms > state[0]:
+                state[0] = event_ms
+            state[1] = now
+        self.last_arrival = now
+
+    def watermark(self, now: float) -> int:
+        """Lowest event time over active sources; wall-clock advance once all are idle."""
+        idle_after = self.idle_after
+        active = [t for t, seen in self.sources.values() if now - seen < idle_after]
+        if active:
+            computed = int(min(active))
+        else:
+            newest = max((t for t, _ in self.sources.values()), default=0)
+            computed = int(newest + (now - self.last_arrival) * 1000) if newest else 0
+        return max(self.floor, computed)
+
+
 class WindowedTable:
     """Table side of one derived aggregate: merge partials, close windows, publish."""
 
@@ -117,38 +159,52 @@ class WindowedTable:
         self.window_ms = window_ms
         self.grace_ms = grace_ms
         self.partitions = partitions
-        self.idle_advance_ms = int(idle_advance_seconds * 1000)
+        self.idle_advance_seconds = idle_advance_seconds
         self.closed_windows_kept = closed_windows_kept
-        self.max_event_ms = 0
-        self._last_arrival = time.monotonic()
-        self._open: dict[int, dict[str, int]] = defaultdict(dict)  # start -> key -> partition
+        self._clocks: dict[int, PartitionClock] = {}
+        #: table partition -> window start -> keys with that window open
+        self._open: dict[int, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
         self._indexed_generation: int | None = None
         self._lock = asyncio.Lock()
 
     # -- source side -------------------------------------------------------------------------
 
-    async def ship(self, events: Sequence[dict[str, Any]], max_event_ms: int) -> list[Any]:
-        """Send this batch's partials; returns the delivery futures to await before acking."""
+    async def ship(
+        self, events: Sequence[dict[str, Any]], max_event_ms: int, source_partition: int
+    ) -> list[Any]:
+        """Send this batch's partials (and the source partition's event time to every table
+        partition); returns the delivery futures to await before acking."""
         partials = build_partials(self.aggregate, events, self.window_ms)
         send = self.app.producer.send
+        topic = self.partials_topic
         futures = []
+        reached: set[int] = set()
         for key, windows in partials.items():
             key_bytes = serialized_key(key)
-            payload = json.dumps({"t": max_event_ms, "w": windows}).encode()
+            payload = json.dumps({"t": max_event_ms, "s": source_partition, "w": windows})
             partition = key_partition(key_bytes, self.partitions)
-            futures.append(
-                await send(self.partials_topic, key_bytes, payload, partition, None, None)
-            )
+            reached.add(partition)
+            futures.append(await send(topic, key_bytes, payload.encode(), partition, None, None))
+        if len(reached) < self.partitions:
+            mark = json.dumps({"t": max_event_ms, "s": source_partition}).encode()
+            for partition in range(self.partitions):
+                if partition not in reached:
+                    futures.append(await send(topic, None, mark, partition, None, None))
         return futures
 
     # -- table side --------------------------------------------------------------------------
 
-    def watermark(self, now: float | None = None) -> int:
-        """Highest event time seen, advanced by wall-clock time while the stream is idle."""
-        idle_ms = int(((time.monotonic() if now is None else now) - self._last_arrival) * 1000)
-        if idle_ms >= self.idle_advance_ms:
-            return self.max_event_ms + idle_ms
-        return self.max_event_ms
+    def clock(self, partition: int, now: float | None = None) -> PartitionClock:
+        clock = self._clocks.get(partition)
+        if clock is None:
+            now = time.monotonic() if now is None else now
+            clock = PartitionClock(self.partitions, self.idle_advance_seconds, now)
+            self._clocks[partition] = clock
+        return clock
+
+    def watermark(self, partition: int, now: float | None = None) -> int:
+        now = time.monotonic() if now is None else now
+        return self.clock(partition, now).watermark(now)
 
     def _is_closed(self, window_start: int, watermark: int) -> bool:
         return window_start + self.window_ms + self.grace_ms <= watermark
@@ -156,11 +212,15 @@ class WindowedTable:
     async def on_partials(self, batch: SourceBatch) -> None:
         """Merge one batch of partials into the table: one write per key."""
         merged: dict[str, dict[int, Accumulator]] = {}
-        batch_max = 0
+        source_times: dict[int, int] = {}
         for record in batch.records:
-            key = json.loads(record.key)
             payload = json.loads(record.value)
-            batch_max = max(batch_max, payload["t"])
+            source, event_ms = payload["s"], payload["t"]
+            if event_ms > source_times.get(source, -1):
+                source_times[source] = event_ms
+            if record.key is None:
+                continue  # a watermark message
+            key = json.loads(record.key)
             windows = merged.setdefault(key, {})
             for start, acc in payload["w"].items():
                 start_ms = int(start)
@@ -169,11 +229,14 @@ class WindowedTable:
                     windows[start_ms] = acc
                 else:
                     merge_into(existing, acc)
+        partition = batch.partition
         async with self._lock:
             self._maybe_reindex()
-            watermark = self.watermark()
+            now = time.monotonic()
+            clock = self.clock(partition, now)
+            watermark = clock.watermark(now)
+            open_index = self._open[partition]
             late = 0
-            partition = batch.partition
             table = self.table
             with table_context(self.app, self.partials_topic, partition):
                 for key, windows in merged.items():
@@ -187,35 +250,37 @@ class WindowedTable:
                         existing = opened.get(start)
                         if existing is None:
                             opened[start] = acc
-                            self._open[start_ms][key] = partition
+                            open_index[start_ms].add(key)
                         else:
                             merge_into(existing, acc)
                     table[key] = state
             if late:
                 metrics.LATE_EVENTS.labels(topic=self.aggregate.source_topic).inc(late)
-            if batch_max > self.max_event_ms:
-                self.max_event_ms = batch_max
-            self._last_arrival = time.monotonic()
-            await self._close_due()
+            for source, event_ms in source_times.items():
+                clock.observe(source, event_ms, now)
+            await self._close_due(partition, now)
 
     async def tick(self) -> None:
-        """Periodic: close windows the idle watermark has passed."""
+        """Periodic: close windows the idle-advanced watermarks have passed."""
         async with self._lock:
             self._maybe_reindex()
-            await self._close_due()
+            now = time.monotonic()
+            for partition in list(self._open):
+                await self._close_due(partition, now)
 
-    async def _close_due(self) -> None:
-        watermark = self.watermark()
-        due = sorted(s for s in self._open if self._is_closed(s, watermark))
+    async def _close_due(self, partition: int, now: float) -> None:
+        open_index = self._open.get(partition)
+        if not open_index:
+            return
+        clock = self.clock(partition, now)
+        watermark = clock.watermark(now)
+        due = sorted(s for s in open_index if self._is_closed(s, watermark))
         if not due:
             return
-        if watermark > self.max_event_ms and self.max_event_ms:
-            # Idle advance: keep it, so events older than what we just closed count as late.
-            self.max_event_ms = watermark
-            self._last_arrival = time.monotonic()
+        clock.floor = watermark  # what has closed stays closed
         now_ms = int(time.time() * 1000)
         for start_ms in due:
-            keys = self._open.pop(start_ms)
+            keys = open_index.pop(start_ms)
             start = str(start_ms)
             records = []
             for key in keys:
@@ -228,13 +293,9 @@ class WindowedTable:
                 )
                 records.append((key, record))
             await self.publisher.publish(self.aggregate.table, records)
-            by_partition: dict[int, list[str]] = defaultdict(list)
-            for key, partition in keys.items():
-                by_partition[partition].append(key)
-            for partition, part_keys in by_partition.items():
-                with table_context(self.app, self.partials_topic, partition):
-                    for key in part_keys:
-                        self._mark_closed(key, start)
+            with table_context(self.app, self.partials_topic, partition):
+                for key in keys:
+                    self._mark_closed(key, start)
 
     def _mark_closed(self, key: str, start: str) -> None:
         state = self.table.get(key)
@@ -242,9 +303,10 @@ class WindowedTable:
             return
         closed = state["closed"]
         closed[start] = state["open"].pop(start)
-        for old in sorted(closed, key=int)[: -self.closed_windows_kept or None]:
-            del closed[old]
-        if not self.closed_windows_kept:
+        if self.closed_windows_kept:
+            for old in sorted(closed, key=int)[: -self.closed_windows_kept]:
+                del closed[old]
+        else:
             closed.clear()
         self.table[key] = state
 
@@ -255,22 +317,24 @@ class WindowedTable:
             return
         self._indexed_generation = generation
         self._open.clear()
-        newest_closed = 0
+        newest_closed: dict[int, int] = {}
+        windows = 0
         for key, state in self.table.items():
             if not state:
                 continue
             partition = key_partition(serialized_key(key), self.partitions)
             for start in state.get("open", {}):
-                self._open[int(start)][key] = partition
+                self._open[partition][int(start)].add(key)
+                windows += 1
             for start in state.get("closed", {}):
-                newest_closed = max(newest_closed, int(start))
-        if newest_closed:
+                newest_closed[partition] = max(newest_closed.get(partition, 0), int(start))
+        for partition, start in newest_closed.items():
             # Restores the watermark: nothing at or before the newest closed window reopens.
-            restored = newest_closed + self.window_ms + self.grace_ms
-            self.max_event_ms = max(self.max_event_ms, restored)
+            clock = self.clock(partition)
+            clock.floor = max(clock.floor, start + self.window_ms + self.grace_ms)
         log.info(
             "table %s indexed: %d open windows after generation %s",
-            self.aggregate.table, len(self._open), generation,
+            self.aggregate.table, windows, generation,
         )  # fmt: skip
 
     def key_count(self) -> int:

@@ -1,0 +1,1 @@
+"""Unit tests: pure units, no broker or registry."""
