@@ -159,6 +159,9 @@ class StreamPulseApp(faust.App):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # `faust worker --web-port` replaces canonical_url with http://<hostname>:<port>; a
+        # configured one (how other workers reach this one for table routing) must win.
+        self._configured_canonical_url = kwargs.get("canonical_url")
         self.batch_handlers: dict[str, BatchHandler] = {}
         self._batch_topics: list[faust.TopicT] = []
 
@@ -179,6 +182,11 @@ class StreamPulseApp(faust.App):
         if self.conf.broker_consumer[0].scheme not in ("kafka", "aiokafka"):
             return super()._new_transport()
         return BatchingTransport(self.conf.broker_consumer, self)
+
+    async def on_first_start(self) -> None:
+        if self._configured_canonical_url:
+            self.conf.canonical_url = self._configured_canonical_url
+        await super().on_first_start()
 
     async def on_start(self) -> None:
         await super().on_start()

@@ -21,6 +21,8 @@ from models.telemetry import TELEMETRY_AGGREGATES
 __all__ = ["app", "runtime", "settings", "windowed_tables"]
 
 log = logging.getLogger(__name__)
+# httpx logs every registry request at INFO; the codec's own metrics and warnings suffice.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 settings = load_settings()
 

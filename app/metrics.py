@@ -17,6 +17,7 @@ __all__ = [
     "LATE_EVENTS",
     "REGISTRY_REQUESTS",
     "TABLE_KEYS",
+    "TABLE_LATENCY",
     "UNKNOWN_EVENT_TYPES",
 ]
 
@@ -59,6 +60,13 @@ TABLE_KEYS = Gauge(
     "streampulse_table_keys",
     "Keys held by this worker's table partitions.",
     ["table"],
+)
+TABLE_LATENCY = Histogram(
+    "streampulse_table_latency_seconds",
+    "Time from the oldest event of a source batch being produced to its contribution being"
+    " merged into the table (a per-batch upper bound of every event's latency).",
+    ["table"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 UNKNOWN_EVENT_TYPES = Counter(
     "streampulse_unknown_event_types_total",

@@ -76,9 +76,11 @@ class SourcePipeline:
 
     def split(
         self, batch: SourceBatch, decoded: Sequence[Any], dead_letters: DeadLetters
-    ) -> list[dict[str, Any]]:
-        """Valid events of the batch; everything else is queued as a dead letter."""
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Valid events of the batch (and the oldest one's produce time, epoch ms); everything
+        else is queued as a dead letter."""
         valid: list[dict[str, Any]] = []
+        oldest_produced = 0
         validate = self.validate
         topic, partition = batch.topic, batch.partition
         for record, result in zip(batch.records, decoded, strict=True):
@@ -88,11 +90,14 @@ class SourcePipeline:
             violation = validate(result.value)
             if violation is None:
                 valid.append(result.value)
+                produced = record.timestamp
+                if produced is not None and (not oldest_produced or produced < oldest_produced):
+                    oldest_produced = produced
                 continue
             if violation.reason == UNKNOWN_EVENT_TYPE:
                 self._unknown.inc()
             dead_letters.add(topic, partition, record, violation.reason, violation.message)
-        return valid
+        return valid, oldest_produced
 
     async def handle(self, batch: SourceBatch) -> None:
         await self.runtime.ensure_started()
@@ -100,13 +105,15 @@ class SourcePipeline:
         self._consumed.inc(len(records))
         decoded = await self.runtime.codec.decode_batch(self.topic, [r.value for r in records])
         dead_letters = DeadLetters(self.runtime.app.producer)
-        valid = self.split(batch, decoded, dead_letters)
+        valid, oldest_produced = self.split(batch, decoded, dead_letters)
         futures: list[Any] = []
         if valid:
             time_field = self.time_field
             max_event_ms = max(event[time_field] for event in valid)
             for table in self.tables:
-                futures.extend(await table.ship(valid, max_event_ms, batch.partition))
+                futures.extend(
+                    await table.ship(valid, max_event_ms, batch.partition, oldest_produced)
+                )
             now_ms = time.time() * 1000.0
             observe = metrics.EVENT_LAG.observe
             for event in valid:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections import Counter
@@ -130,6 +131,7 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(prog="python -m app.results", description=__doc__)
     parser.add_argument("--topics", default="", help="comma-separated derived topics")
     return asyncio.run(_main(parser.parse_args(argv)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
@@ -74,6 +75,7 @@ def print_summary(stack: EmbeddedStack, title: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(prog="python -m app.run", description=__doc__)
     parser.add_argument("--duration", type=float, default=float(os.environ.get("DURATION") or 0))
     parser.add_argument("--rate", type=float, default=float(os.environ.get("RATE") or 300))

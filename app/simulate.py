@@ -186,8 +186,12 @@ def _report(total: int, target: int | None, elapsed: float, bad: Counter,
     line = f"\r{bar} {rate:,.0f}/s, {sum(bad.values())} broken"
     if sys.stderr.isatty():
         print(line, end="\n" if final else "", file=sys.stderr, flush=True)
-    elif final or int(elapsed) % 5 == 0:
+    elif final or int(elapsed) // 10 != _report.last_bucket:  # a line every 10 s in logs
+        _report.last_bucket = int(elapsed) // 10
         print(line.strip(), file=sys.stderr, flush=True)
+
+
+_report.last_bucket = -1  # type: ignore[attr-defined]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -166,11 +166,16 @@ class WindowedTable:
         self._open: dict[int, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
         self._indexed_generation: int | None = None
         self._lock = asyncio.Lock()
+        self._latency = metrics.TABLE_LATENCY.labels(table=aggregate.table)
 
     # -- source side -------------------------------------------------------------------------
 
     async def ship(
-        self, events: Sequence[dict[str, Any]], max_event_ms: int, source_partition: int
+        self,
+        events: Sequence[dict[str, Any]],
+        max_event_ms: int,
+        source_partition: int,
+        oldest_produced_ms: int = 0,
     ) -> list[Any]:
         """Send this batch's partials (and the source partition's event time to every table
         partition); returns the delivery futures to await before acking."""
@@ -181,7 +186,9 @@ class WindowedTable:
         reached: set[int] = set()
         for key, windows in partials.items():
             key_bytes = serialized_key(key)
-            payload = json.dumps({"t": max_event_ms, "s": source_partition, "w": windows})
+            payload = json.dumps(
+                {"t": max_event_ms, "s": source_partition, "p": oldest_produced_ms, "w": windows}
+            )
             partition = key_partition(key_bytes, self.partitions)
             reached.add(partition)
             futures.append(await send(topic, key_bytes, payload.encode(), partition, None, None))
@@ -213,6 +220,7 @@ class WindowedTable:
         """Merge one batch of partials into the table: one write per key."""
         merged: dict[str, dict[int, Accumulator]] = {}
         source_times: dict[int, int] = {}
+        produced: set[int] = set()
         for record in batch.records:
             payload = json.loads(record.value)
             source, event_ms = payload["s"], payload["t"]
@@ -220,6 +228,8 @@ class WindowedTable:
                 source_times[source] = event_ms
             if record.key is None:
                 continue  # a watermark message
+            if payload.get("p"):
+                produced.add(payload["p"])
             key = json.loads(record.key)
             windows = merged.setdefault(key, {})
             for start, acc in payload["w"].items():
@@ -256,6 +266,9 @@ class WindowedTable:
                     table[key] = state
             if late:
                 metrics.LATE_EVENTS.labels(topic=self.aggregate.source_topic).inc(late)
+            merged_ms = time.time() * 1000.0
+            for produced_ms in produced:
+                self._latency.observe(max(0.0, merged_ms - produced_ms) / 1000.0)
             for source, event_ms in source_times.items():
                 clock.observe(source, event_ms, now)
             await self._close_due(partition, now)
