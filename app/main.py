@@ -45,7 +45,7 @@ app = StreamPulseApp(
     producer_linger=0.005,
     producer_max_batch_size=1024 * 1024,
     producer_max_request_size=4 * 1024 * 1024,
-    consumer_max_fetch_size=4 * 1024 * 1024,
+    consumer_max_fetch_size=1024 * 1024,
     web_enabled=True,
 )
 

@@ -5,6 +5,7 @@ The README's configuration table documents each variable; keep the two in step.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,14 +28,24 @@ def _env_int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
-def _env_float(name: str, default: float) -> float:
+def _env_float(name: str, default: float, minimum: float = 0.0) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError as exc:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+    if not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{name} must be a finite number >= {minimum}, got {raw!r}")
+    return value
+
+
+def _port(name: str, default: int) -> int:
+    value = _env_int(name, default, minimum=1)
+    if value > 65535:
+        raise ValueError(f"{name} must be a TCP port (1-65535), got {value}")
+    return value
 
 
 def _env_bool(name: str, default: bool) -> bool:
@@ -106,7 +117,7 @@ def load_settings() -> Settings:
         store_url=os.environ.get("STORE_URL") or Settings.store_url,
         window_seconds=_env_int("WINDOW_SECONDS", Settings.window_seconds, minimum=1),
         grace_seconds=_env_int("GRACE_SECONDS", Settings.grace_seconds, minimum=0),
-        web_port=_env_int("WEB_PORT", Settings.web_port, minimum=1),
+        web_port=_port("WEB_PORT", Settings.web_port),
         web_host=os.environ.get("WEB_HOST") or Settings.web_host,
         topic_partitions=_env_int("TOPIC_PARTITIONS", Settings.topic_partitions, minimum=1),
         processing_guarantee=guarantee,

@@ -110,7 +110,7 @@ class PartitionClock:
         self.sources: dict[int, list[float]] = {p: [0, now] for p in range(source_partitions)}
         self.idle_after = idle_after
         self.last_arrival = now
-        self.floor = 0  # never goes below this (closed windows, restarts)
+        self.floor = 0  # the highest watermark so far (also restored after a restart)
 
     def observe(self, source_partition: int, event_ms: int, now: float) -> None:
         state = self.sources.get(source_partition)
@@ -131,7 +131,9 @@ class PartitionClock:
         else:
             newest = max((t for t, _ in self.sources.values()), default=0)
             computed = int(newest + (now - self.last_arrival) * 1000) if newest else 0
-        return max(self.floor, computed)
+        if computed > self.floor:
+            self.floor = computed  # the watermark never goes back
+        return self.floor
 
 
 class WindowedTable:

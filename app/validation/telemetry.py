@@ -48,10 +48,10 @@ _ID_FORMATS = tuple(
         ("device_id", "DEVICE"),
     )
 )
-_APP_VERSION = re.compile(r"\d+\.\d+\.\d+").fullmatch
+_APP_VERSION = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+").fullmatch
 _IPV4 = re.compile(
-    r"(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}"
-).fullmatch
+    r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}"
+).fullmatch  # [0-9], not \d: \d also matches non-ASCII digits
 
 _RANGES = (
     ("watch_duration_seconds", "watch_duration_range", 0, 86400),
