@@ -297,18 +297,20 @@ class WindowedTable:
         for start_ms in due:
             keys = open_index.pop(start_ms)
             start = str(start_ms)
-            records = []
-            for key in keys:
-                state = self.table.get(key)
-                acc = state and state["open"].get(start)
-                if acc is None:
-                    continue
-                record = derived_record(
-                    self.aggregate, key, decode_key(key), start_ms, self.window_ms, acc, now_ms
-                )
-                records.append((key, record))
-            await self.publisher.publish(self.aggregate.table, records)
+            # In the partition's context: reads go straight to its database, writes to its
+            # changelog partition (contextvars are per task, so the awaits below are safe).
             with table_context(self.app, self.partials_topic, partition):
+                records = []
+                for key in keys:
+                    state = self.table.get(key)
+                    acc = state and state["open"].get(start)
+                    if acc is None:
+                        continue
+                    record = derived_record(
+                        self.aggregate, key, decode_key(key), start_ms, self.window_ms, acc, now_ms
+                    )
+                    records.append((key, record))
+                await self.publisher.publish(self.aggregate.table, records)
                 for key in keys:
                     self._mark_closed(key, start)
 
