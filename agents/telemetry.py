@@ -6,6 +6,9 @@ table merges them into its Faust table; a timer closes windows that idle time ha
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from typing import Any
+
 from app.batching import SourceBatch
 from app.main import app, partials_topics, runtime, windowed_tables
 from app.pipeline import SourcePipeline
@@ -21,9 +24,9 @@ telemetry_pipeline = SourcePipeline(
 
 
 @app.batch_agent(telemetry_topic)
-async def telemetry_events(batch: SourceBatch) -> None:
+async def telemetry_events(batch: SourceBatch) -> Awaitable[Any]:
     """acme-telemetry: decode, validate, dead-letter or ship partials."""
-    await telemetry_pipeline.handle(batch)
+    return await telemetry_pipeline.handle(batch)
 
 
 for _table in telemetry_tables:

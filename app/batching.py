@@ -15,17 +15,22 @@ the RocksDB partition from it): :func:`table_context` provides one for a partiti
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import weakref
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
 import faust
+from faust.exceptions import ImproperlyConfigured
 from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, Message
+
+from app.settings import Settings, load_settings
 
 __all__ = [
     "BatchHandler",
@@ -55,14 +60,31 @@ class SourceBatch:
         return self.tp.partition
 
 
-BatchHandler = Callable[[SourceBatch], Awaitable[None]]
+#: A batch agent. It may return an awaitable that completes when everything it produced for the
+#: batch is acknowledged by the broker: the batch's offsets are acked only then, but the next
+#: batch does not wait for it. Returning None means "acknowledged already".
+BatchHandler = Callable[[SourceBatch], Awaitable[Awaitable[Any] | None]]
+
+#: Batches whose deliveries may be outstanding at once (bounds memory and redelivery on crash).
+MAX_BATCHES_IN_FLIGHT = 8
 
 
 class BatchingConsumer(aiokafka_driver.Consumer):
     """Faust's aiokafka consumer, delivering batch topics' records a batch at a time."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: acks waiting for their batch's deliveries, oldest first
+        self._inflight_acks: deque[asyncio.Future[None]] = deque()
+
     def _batch_handlers(self) -> dict[str, BatchHandler]:
         return cast("StreamPulseApp", self.app).batch_handlers
+
+    async def perform_seek(self) -> None:
+        """Faust's seek to the committed offsets, then a replay's start (REPLAY_FROM_MS) for
+        the replayed partitions this group has not committed yet (before any batch is read)."""
+        await super().perform_seek()
+        await cast("StreamPulseApp", self.app).seek_replay_start(self)
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - needs a broker
         """Faust's fetch loop, with whole batches for batch topics (see module docstring)."""
@@ -83,6 +105,7 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                 generation_id = self.app.consumer_generation_id
                 for tp, tp_records in records.items():
                     if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                        await self._wait_inflight()
                         break  # rebalancing: Faust re-seeks to the committed offsets
                     if not (
                         active_partitions is None
@@ -100,9 +123,13 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                     if handler is None:
                         await self._deliver_one_by_one(tp, tp_records, callback, r_offset)
                     else:
-                        await handler(SourceBatch(tp, tp_records))
-                        if acks_enabled_for(tp.topic):
+                        delivered = await handler(SourceBatch(tp, tp_records))
+                        if not acks_enabled_for(tp.topic):
+                            pass
+                        elif delivered is None:
                             await self._ack_batch(tp, tp_records, r_offset)
+                        else:
+                            await self._ack_when_delivered(delivered, tp, tp_records, r_offset)
                         monitor.messages_received_total += len(tp_records)
                         monitor.messages_received_by_topic[tp.topic] += len(tp_records)
                         monitor.tp_read_offsets[tp] = tp_records[-1].offset
@@ -117,6 +144,27 @@ class BatchingConsumer(aiokafka_driver.Consumer):
         except Exception as exc:
             self.log.exception("Batch drain raised: %r", exc)
             raise
+
+    async def _ack_when_delivered(
+        self, delivered: Awaitable[Any], tp: TP, records: Sequence[Any], r_offset: int | None
+    ) -> None:
+        """Ack the batch once what its handler produced is acknowledged by the broker, without
+        holding up the next batch (at most ``MAX_BATCHES_IN_FLIGHT`` wait at once)."""
+
+        async def ack_after_delivery() -> None:
+            await delivered
+            await self._ack_batch(tp, records, r_offset)
+
+        inflight = self._inflight_acks
+        inflight.append(asyncio.ensure_future(ack_after_delivery()))
+        while inflight and (inflight[0].done() or len(inflight) > MAX_BATCHES_IN_FLIGHT):
+            await inflight.popleft()  # re-raises a failed delivery: the worker crashes
+
+    async def _wait_inflight(self) -> None:
+        """Before a rebalance takes effect: every handled batch delivered and acked."""
+        inflight = self._inflight_acks
+        while inflight:
+            await inflight.popleft()
 
     async def _deliver_one_by_one(
         self, tp: TP, records: Sequence[Any], callback: Any, r_offset: int | None
@@ -164,6 +212,9 @@ class StreamPulseApp(faust.App):
         self._configured_canonical_url = kwargs.get("canonical_url")
         self.batch_handlers: dict[str, BatchHandler] = {}
         self._batch_topics: list[faust.TopicT] = []
+        #: Set by :meth:`configure_sources` under REPLAY_FROM_MS (app/replay.py).
+        self.replay_from_ms: int | None = None
+        self.replay_topics: frozenset[str] = frozenset()
 
     def batch_agent(self, topic: faust.TopicT) -> Callable[[BatchHandler], BatchHandler]:
         """Register ``handler`` for every batch fetched from ``topic``'s partitions."""
@@ -190,10 +241,90 @@ class StreamPulseApp(faust.App):
 
     async def on_start(self) -> None:
         await super().on_start()
+        self.configure_sources()
         # Subscribing through the conductor puts the topics in the consumer group, declares the
         # internal ones and enables acks for them, exactly as an ordinary agent's topic.
         for topic in self._batch_topics:
             self.topics.add(topic)
+
+    # -- which source topics, from when (SOURCE_TOPICS, REPLAY_FROM_MS: app/replay.py) ------
+
+    def configure_sources(self, settings: Settings | None = None) -> None:
+        """Keep only the source batch agents SOURCE_TOPICS names; under REPLAY_FROM_MS, hand
+        their handlers only the records whose Kafka record timestamp is >= that time.
+
+        Source topics are the batch topics that are not internal (partials topics are). A
+        SOURCE_TOPICS name without a batch agent fails the worker's start. Skipped records are
+        still acked and committed with their batch. The skip is what makes a timestamp replay
+        exact on every broker: Tansu answers ListOffsets by timestamp with the partition's first
+        offset whatever the time (lessons.md), so :meth:`seek_replay_start` only saves reading
+        where the broker implements it (Apache Kafka), and on a broker that does, records after
+        the sought offset with an earlier (out-of-order) timestamp are skipped the same way.
+        """
+        settings = settings or load_settings()
+        sources = {name for t in self._batch_topics if not t.internal for name in t.topics}
+        if settings.source_topics:
+            wanted = set(settings.source_topics)
+            if wanted - sources:
+                raise ImproperlyConfigured(
+                    f"SOURCE_TOPICS names {sorted(wanted - sources)}, which no batch agent"
+                    f" consumes; topics with agents: {sorted(sources)}"
+                )
+            dropped = sources - wanted
+            self._batch_topics = [t for t in self._batch_topics if not dropped & set(t.topics)]
+            for name in dropped:
+                del self.batch_handlers[name]
+            sources = wanted
+        if settings.replay_from_ms is None or self.replay_from_ms is not None:
+            return
+        self.replay_from_ms = from_ms = settings.replay_from_ms
+        self.replay_topics = frozenset(sources)
+        for name in sources:
+            self.batch_handlers[name] = _skip_before(self.batch_handlers[name], from_ms)
+        log.info("replay: %s from record timestamp %d ms", sorted(sources), from_ms)
+
+    async def seek_replay_start(self, consumer: BatchingConsumer) -> None:
+        """Move each assigned replayed partition without a committed offset in this group to
+        the first offset whose record timestamp is >= REPLAY_FROM_MS (Kafka's ListOffsets by
+        timestamp; past the last record: the end). No replay: nothing."""
+        if self.replay_from_ms is None:
+            return
+        tps = [
+            tp for tp in consumer.assignment()
+            if tp.topic in self.replay_topics and consumer._committed_offset.get(tp) is None
+        ]  # fmt: skip
+        if not tps:
+            return
+        thread = consumer._thread
+        client = thread._ensure_consumer()
+        try:
+            found = await thread.call_thread(
+                client.offsets_for_times, {tp: self.replay_from_ms for tp in tps}
+            )
+            past_end = [tp for tp in tps if found.get(tp) is None]
+            ends = await thread.call_thread(client.end_offsets, past_end) if past_end else {}
+        except Exception as exc:  # the skip in configure_sources keeps the replay exact
+            log.warning("replay: no offsets by timestamp (%r); reading from the start", exc)
+            return
+        for tp in tps:
+            hit = found.get(tp)
+            offset = hit.offset if hit is not None else ends[tp]
+            if offset > 0:
+                await consumer.seek(tp, offset)
+                log.info("replay: %s[%d] starts at offset %d", tp.topic, tp.partition, offset)
+
+
+def _skip_before(handler: BatchHandler, from_ms: int) -> BatchHandler:
+    """``handler`` for the records of each batch with a record timestamp >= ``from_ms``."""
+
+    async def handle(batch: SourceBatch) -> None:
+        records = [r for r in batch.records if r.timestamp is not None and r.timestamp >= from_ms]
+        if len(records) == len(batch.records):
+            await handler(batch)
+        elif records:
+            await handler(SourceBatch(batch.tp, records))
+
+    return handle
 
 
 @contextlib.contextmanager

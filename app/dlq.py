@@ -50,13 +50,15 @@ class DeadLetters:
             topic, partition, record.offset, reason, message,
         )  # fmt: skip
 
-    async def flush(self) -> None:
-        """Send what was queued and wait until the broker has it: only then may offsets commit."""
-        if not self._pending:
-            return
+    async def send(self) -> list[Any]:
+        """Send what was queued; returns the delivery futures (the batch's offsets may be
+        committed only once they resolve)."""
         pending, self._pending = self._pending, []
-        futures = [
+        return [
             await self._producer.send(self._topic, key, value, None, None, headers)
             for key, value, headers in pending
         ]
-        await asyncio.gather(*futures)
+
+    async def flush(self) -> None:
+        """Send what was queued and wait until the broker has it."""
+        await asyncio.gather(*await self.send())

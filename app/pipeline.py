@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from app import metrics
@@ -99,7 +99,9 @@ class SourcePipeline:
             dead_letters.add(topic, partition, record, violation.reason, violation.message)
         return valid, oldest_produced
 
-    async def handle(self, batch: SourceBatch) -> None:
+    async def handle(self, batch: SourceBatch) -> Awaitable[Any]:
+        """Process one batch; returns what resolves once the broker has every message it sent
+        (partials and dead letters), the condition for committing the batch's offsets."""
         await self.runtime.ensure_started()
         records = batch.records
         self._consumed.inc(len(records))
@@ -118,6 +120,6 @@ class SourcePipeline:
             metrics.observe_many(
                 metrics.EVENT_LAG, [now_s - event[time_field] / 1000.0 for event in valid]
             )
-        await dead_letters.flush()
-        await asyncio.gather(*futures)
+        futures.extend(await dead_letters.send())
         self._aggregated.inc(len(valid))
+        return asyncio.gather(*futures)

@@ -85,6 +85,12 @@ class Settings:
     # Faust's check that a persisted table offset is not above the changelog's end offset.
     # The embedded Tansu broker reports end offsets that trip it (lessons.md): off there only.
     recovery_consistency_check: bool = True
+    # Source topics this worker consumes (SOURCE_TOPICS, comma-separated); empty: every topic
+    # that has a batch agent. A replay worker (app/replay.py) consumes only the replayed topic.
+    source_topics: tuple[str, ...] = ()
+    # Replay start (REPLAY_FROM_MS, epoch ms): source records with an earlier Kafka record
+    # timestamp are skipped (app/batching.py, StreamPulseApp.configure_sources).
+    replay_from_ms: int | None = None
 
     @property
     def window_ms(self) -> int:
@@ -129,4 +135,10 @@ def load_settings() -> Settings:
         closed_windows_kept=_env_int("CLOSED_WINDOWS_KEPT", Settings.closed_windows_kept),
         topic_replication_factor=_env_int("TOPIC_REPLICATION_FACTOR", 1, minimum=1),
         recovery_consistency_check=_env_bool("RECOVERY_CONSISTENCY_CHECK", True),
+        source_topics=tuple(
+            t.strip() for t in (os.environ.get("SOURCE_TOPICS") or "").split(",") if t.strip()
+        ),
+        replay_from_ms=(
+            _env_int("REPLAY_FROM_MS", 0) if os.environ.get("REPLAY_FROM_MS") else None
+        ),
     )
