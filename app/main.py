@@ -46,6 +46,7 @@ app = StreamPulseApp(
     producer_max_batch_size=1024 * 1024,
     producer_max_request_size=4 * 1024 * 1024,
     consumer_max_fetch_size=1024 * 1024,
+    broker_max_poll_records=settings.max_batch_records,
     web_enabled=True,
 )
 

@@ -75,8 +75,8 @@ class Settings:
     canonical_url: str | None = None
     data_dir: Path = field(default_factory=lambda: Path("data"))
     app_id: str = "streampulse"
-    # Largest number of records one batch hands to a batch agent (per topic-partition fetch).
-    max_batch_records: int = 5000
+    # Most records one fetch hands to the batch agents (all partitions together).
+    max_batch_records: int = 10000
     # How long the stream may sit idle before event time is advanced by wall-clock time.
     idle_advance_seconds: float = 5.0
     # How many closed windows per key the tables keep for the web views.

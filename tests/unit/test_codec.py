@@ -349,7 +349,7 @@ def test_settings_defaults(clean_env: pytest.MonkeyPatch) -> None:
     assert s.canonical_url is None
     assert str(s.data_dir) == "data"
     assert s.app_id == "streampulse"
-    assert s.max_batch_records == 5000
+    assert s.max_batch_records == 10000
     assert s.idle_advance_seconds == 5.0
     assert s.closed_windows_kept == 5
     assert s.topic_replication_factor == 1
