@@ -746,9 +746,11 @@ def test_schema_registration_job(k8s: dict[tuple[str, str], dict[str, Any]]) -> 
 
 def _faust_metric_names() -> set[str]:
     """Metric names of Faust's Prometheus sensor (faust/sensors/prometheus.py), as exposed."""
-    spec = importlib.util.find_spec("faust")
-    assert spec and spec.origin, "faust-streaming is not installed in this venv"
-    source = (Path(spec.origin).parent / "sensors" / "prometheus.py").read_text()
+    # Not importlib.util.find_spec("faust"): once faust is imported (other tests do), its lazy
+    # module object has no __spec__ and find_spec raises.
+    module = importlib.import_module("faust.sensors.prometheus")
+    assert module.__file__, "faust-streaming is not installed in this venv"
+    source = Path(module.__file__).read_text()
     names: set[str] = set()
     for kind, suffix in re.findall(r'(Counter|Gauge|Histogram)\(\s*f"\{app_name\}_(\w+)"', source):
         base = f"{FAUST_METRIC_PREFIX}_{suffix}"
