@@ -6,7 +6,7 @@ table merges them into its Faust table; a timer closes windows that idle time ha
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from app.batching import SourceBatch
@@ -24,9 +24,9 @@ telemetry_pipeline = SourcePipeline(
 
 
 @app.batch_agent(telemetry_topic)
-async def telemetry_events(batch: SourceBatch) -> Awaitable[Any]:
+async def telemetry_events(batches: Sequence[SourceBatch]) -> Awaitable[Any]:
     """acme-telemetry: decode, validate, dead-letter or ship partials."""
-    return await telemetry_pipeline.handle(batch)
+    return await telemetry_pipeline.handle(batches)
 
 
 for _table in telemetry_tables:

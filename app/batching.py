@@ -1,13 +1,14 @@
-"""Batch agents: Faust's consumer hands whole fetched batches to a handler, per topic-partition.
+"""Batch agents: Faust's consumer hands whole fetched batches to a handler, once per fetch.
 
 Why: Faust's per-event path (conductor -> channel queue -> stream iteration -> ack) costs about
 200 us per message here (lessons.md), far more than decoding and aggregating an event. A
 batch agent keeps Faust's consumer group, rebalancing, offset commits, tables, changelogs and
 recovery, but replaces the per-event delivery for its topics: :class:`BatchingConsumer`
-overrides ``Consumer._drain_messages`` so records of batch topics go, as the list the fetcher
-returned, to one ``async handler(batch)`` call; the batch's offsets are then acked in bulk into
-the same bookkeeping Faust's commit uses. Records of other topics (ordinary Faust agents,
-changelogs) still take Faust's per-message path unchanged.
+overrides ``Consumer._drain_messages`` so records of batch topics go, as the lists the fetcher
+returned (one :class:`SourceBatch` per partition), to one ``async handler(batches)`` call per
+topic per fetch; the batches' offsets are acked in bulk into the same bookkeeping Faust's
+commit uses once what the handler produced is acknowledged by the broker. Records of other
+topics (ordinary Faust agents, changelogs) still take Faust's per-message path unchanged.
 
 Table writes inside a handler need a "current event" (Faust picks the changelog partition and
 the RocksDB partition from it): :func:`table_context` provides one for a partition.
@@ -50,6 +51,7 @@ class SourceBatch:
 
     tp: TP
     records: Sequence[Any]  # aiokafka ConsumerRecord: .offset .key .value .timestamp .headers
+    read_offset: int | None = None  # the offset read before this batch (gap detection)
 
     @property
     def topic(self) -> str:
@@ -60,10 +62,12 @@ class SourceBatch:
         return self.tp.partition
 
 
-#: A batch agent. It may return an awaitable that completes when everything it produced for the
-#: batch is acknowledged by the broker: the batch's offsets are acked only then, but the next
-#: batch does not wait for it. Returning None means "acknowledged already".
-BatchHandler = Callable[[SourceBatch], Awaitable[Awaitable[Any] | None]]
+#: A batch agent: called once per fetch with that fetch's batches of its topic, one per
+#: partition (one call, so that per-fetch work such as shipping partials and watermarks is done
+#: once, not once per partition). It may return an awaitable that completes when everything it
+#: produced is acknowledged by the broker: the batches' offsets are acked only then, but the
+#: next fetch does not wait for it. Returning None means "acknowledged already".
+BatchHandler = Callable[[Sequence[SourceBatch]], Awaitable[Awaitable[Any] | None]]
 
 #: Batches whose deliveries may be outstanding at once (bounds memory and redelivery on crash).
 MAX_BATCHES_IN_FLIGHT = 8
@@ -122,8 +126,10 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                 if not records or self.should_stop:
                     continue
                 generation_id = self.app.consumer_generation_id
+                by_topic: dict[str, list[SourceBatch]] = {}
                 for tp, tp_records in records.items():
                     if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                        by_topic.clear()
                         await self._wait_inflight()
                         break  # rebalancing: Faust re-seeks to the committed offsets
                     if not (
@@ -138,24 +144,24 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                         tp_records = [r for r in tp_records if r.offset >= r_offset]
                         if not tp_records:
                             continue
-                    handler = handlers.get(tp.topic)
-                    if handler is None:
-                        await self._deliver_one_by_one(tp, tp_records, callback, r_offset)
+                    if tp.topic in handlers:
+                        by_topic.setdefault(tp.topic, []).append(
+                            SourceBatch(tp, tp_records, r_offset)
+                        )
                     else:
-                        delivered = await handler(SourceBatch(tp, tp_records))
-                        if not acks_enabled_for(tp.topic):
-                            pass
-                        elif delivered is None:
-                            await self._ack_batch(tp, tp_records, r_offset)
-                        else:
-                            await self._ack_when_delivered(delivered, tp, tp_records, r_offset)
-                        monitor.messages_received_total += len(tp_records)
-                        monitor.messages_received_by_topic[tp.topic] += len(tp_records)
-                        monitor.tp_read_offsets[tp] = tp_records[-1].offset
+                        await self._deliver_one_by_one(tp, tp_records, callback, r_offset)
                     set_read_offset(tp, tp_records[-1].offset)
-                    if self._commit_every is not None and self._n_acked >= self._commit_every:
-                        self._n_acked = 0
-                        await self.commit()
+                for topic, batches in by_topic.items():
+                    delivered = await handlers[topic](batches)
+                    if acks_enabled_for(topic):
+                        await self._ack_when_delivered(delivered, batches)
+                    for batch in batches:
+                        monitor.messages_received_total += len(batch.records)
+                        monitor.messages_received_by_topic[topic] += len(batch.records)
+                        monitor.tp_read_offsets[batch.tp] = batch.records[-1].offset
+                if self._commit_every is not None and self._n_acked >= self._commit_every:
+                    self._n_acked = 0
+                    await self.commit()
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
                 return
@@ -165,14 +171,19 @@ class BatchingConsumer(aiokafka_driver.Consumer):
             raise
 
     async def _ack_when_delivered(
-        self, delivered: Awaitable[Any], tp: TP, records: Sequence[Any], r_offset: int | None
+        self, delivered: Awaitable[Any] | None, batches: Sequence[SourceBatch]
     ) -> None:
-        """Ack the batch once what its handler produced is acknowledged by the broker, without
-        holding up the next batch (at most ``MAX_BATCHES_IN_FLIGHT`` wait at once)."""
+        """Ack the batches once what their handler produced is acknowledged by the broker,
+        without holding up the next fetch (at most ``MAX_BATCHES_IN_FLIGHT`` wait at once)."""
+        if delivered is None:
+            for batch in batches:
+                await self._ack_batch(batch.tp, batch.records, batch.read_offset)
+            return
 
         async def ack_after_delivery() -> None:
             await delivered
-            await self._ack_batch(tp, records, r_offset)
+            for batch in batches:
+                await self._ack_batch(batch.tp, batch.records, batch.read_offset)
 
         inflight = self._inflight_acks
         inflight.append(asyncio.ensure_future(ack_after_delivery()))
@@ -334,15 +345,22 @@ class StreamPulseApp(faust.App):
 
 
 def _skip_before(handler: BatchHandler, from_ms: int) -> BatchHandler:
-    """``handler`` for the records of each batch with a record timestamp >= ``from_ms``."""
+    """``handler`` for the records of each batch with a record timestamp >= ``from_ms`` (the
+    skipped records are still acked: the drain loop acks the batches it fetched)."""
 
-    async def handle(batch: SourceBatch) -> Awaitable[Any] | None:
-        records = [r for r in batch.records if r.timestamp is not None and r.timestamp >= from_ms]
-        if len(records) == len(batch.records):
-            return await handler(batch)
-        if records:
-            return await handler(SourceBatch(batch.tp, records))
-        return None  # nothing produced: the skipped batch is acked at once
+    async def handle(batches: Sequence[SourceBatch]) -> Awaitable[Any] | None:
+        kept: list[SourceBatch] = []
+        for batch in batches:
+            records = [
+                r for r in batch.records if r.timestamp is not None and r.timestamp >= from_ms
+            ]
+            if len(records) == len(batch.records):
+                kept.append(batch)
+            elif records:
+                kept.append(SourceBatch(batch.tp, records, batch.read_offset))
+        if not kept:
+            return None  # nothing produced: the skipped batches are acked at once
+        return await handler(kept)
 
     return handle
 

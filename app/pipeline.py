@@ -99,23 +99,30 @@ class SourcePipeline:
             dead_letters.add(topic, partition, record, violation.reason, violation.message)
         return valid, oldest_produced
 
-    async def handle(self, batch: SourceBatch) -> Awaitable[Any]:
-        """Process one batch; returns what resolves once the broker has every message it sent
-        (partials and dead letters), the condition for committing the batch's offsets."""
+    async def handle(self, batches: Sequence[SourceBatch]) -> Awaitable[Any]:
+        """Process one fetch's batches of this topic; returns what resolves once the broker has
+        every message it sent (partials and dead letters), the condition for committing them."""
         await self.runtime.ensure_started()
-        records = batch.records
-        self._consumed.inc(len(records))
-        decoded = await self.runtime.codec.decode_batch(self.topic, [r.value for r in records])
         dead_letters = DeadLetters(self.runtime.app.producer)
-        valid, oldest_produced = self.split(batch, decoded, dead_letters)
+        decode_batch = self.runtime.codec.decode_batch
+        time_field = self.time_field
+        valid: list[dict[str, Any]] = []
+        source_times: dict[int, int] = {}  # source partition -> its highest event time here
+        oldest_produced = 0
+        for batch in batches:
+            records = batch.records
+            self._consumed.inc(len(records))
+            decoded = await decode_batch(self.topic, [r.value for r in records])
+            batch_valid, batch_oldest = self.split(batch, decoded, dead_letters)
+            if batch_valid:
+                source_times[batch.partition] = max(event[time_field] for event in batch_valid)
+                valid.extend(batch_valid)
+                if batch_oldest and (not oldest_produced or batch_oldest < oldest_produced):
+                    oldest_produced = batch_oldest
         futures: list[Any] = []
         if valid:
-            time_field = self.time_field
-            max_event_ms = max(event[time_field] for event in valid)
             for table in self.tables:
-                futures.extend(
-                    await table.ship(valid, max_event_ms, batch.partition, oldest_produced)
-                )
+                futures.extend(await table.ship(valid, source_times, oldest_produced))
             now_s = time.time()
             metrics.observe_many(
                 metrics.EVENT_LAG, [now_s - event[time_field] / 1000.0 for event in valid]

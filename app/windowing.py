@@ -175,27 +175,26 @@ class WindowedTable:
     async def ship(
         self,
         events: Sequence[dict[str, Any]],
-        max_event_ms: int,
-        source_partition: int,
+        source_times: dict[int, int],
         oldest_produced_ms: int = 0,
     ) -> list[Any]:
-        """Send this batch's partials (and the source partition's event time to every table
-        partition); returns the delivery futures to await before acking."""
+        """Send the partials of one fetch's events, and tell every table partition how far each
+        source partition has got (``source_times``: partition -> highest event time); returns
+        the delivery futures to await before acking."""
         partials = build_partials(self.aggregate, events, self.window_ms)
         send = self.app.producer.send
         topic = self.partials_topic
+        times = {str(p): t for p, t in source_times.items()}
         futures = []
         reached: set[int] = set()
         for key, windows in partials.items():
             key_bytes = serialized_key(key)
-            payload = json.dumps(
-                {"t": max_event_ms, "s": source_partition, "p": oldest_produced_ms, "w": windows}
-            )
+            payload = json.dumps({"t": times, "p": oldest_produced_ms, "w": windows})
             partition = key_partition(key_bytes, self.partitions)
             reached.add(partition)
             futures.append(await send(topic, key_bytes, payload.encode(), partition, None, None))
         if len(reached) < self.partitions:
-            mark = json.dumps({"t": max_event_ms, "s": source_partition}).encode()
+            mark = json.dumps({"t": times}).encode()
             for partition in range(self.partitions):
                 if partition not in reached:
                     futures.append(await send(topic, None, mark, partition, None, None))
@@ -218,16 +217,27 @@ class WindowedTable:
     def _is_closed(self, window_start: int, watermark: int) -> bool:
         return window_start + self.window_ms + self.grace_ms <= watermark
 
-    async def on_partials(self, batch: SourceBatch) -> None:
-        """Merge one batch of partials into the table: one write per key."""
+    async def on_partials(self, batches: Sequence[SourceBatch]) -> None:
+        """Merge one fetch's partials into the table (one write per key per partition), then
+        close what the partitions' watermarks have passed."""
+        async with self._lock:
+            self._maybe_reindex()
+            now = time.monotonic()
+            for batch in batches:
+                self._merge(batch, now)
+            for batch in batches:
+                await self._close_due(batch.partition, now)
+
+    def _merge(self, batch: SourceBatch, now: float) -> None:
+        """Merge the partials of one table partition's batch (see the module docstring)."""
         merged: dict[str, dict[int, Accumulator]] = {}
         source_times: dict[int, int] = {}
         produced: set[int] = set()
         for record in batch.records:
             payload = json.loads(record.value)
-            source, event_ms = payload["s"], payload["t"]
-            if event_ms > source_times.get(source, -1):
-                source_times[source] = event_ms
+            for source, event_ms in payload["t"].items():
+                if event_ms > source_times.get(source, -1):
+                    source_times[source] = event_ms
             if record.key is None:
                 continue  # a watermark message
             if payload.get("p"):
@@ -242,38 +252,34 @@ class WindowedTable:
                 else:
                     merge_into(existing, acc)
         partition = batch.partition
-        async with self._lock:
-            self._maybe_reindex()
-            now = time.monotonic()
-            clock = self.clock(partition, now)
-            watermark = clock.watermark(now)
-            open_index = self._open[partition]
-            late = 0
-            table = self.table
-            with table_context(self.app, self.partials_topic, partition):
-                for key, windows in merged.items():
-                    state = table.get(key) or {"open": {}, "closed": {}}
-                    opened, closed = state["open"], state["closed"]
-                    for start_ms, acc in windows.items():
-                        start = str(start_ms)
-                        if start in closed or self._is_closed(start_ms, watermark):
-                            late += int(acc[0])
-                            continue
-                        existing = opened.get(start)
-                        if existing is None:
-                            opened[start] = acc
-                            open_index[start_ms].add(key)
-                        else:
-                            merge_into(existing, acc)
-                    table[key] = state
-            if late:
-                metrics.LATE_EVENTS.labels(topic=self.aggregate.source_topic).inc(late)
-            merged_ms = time.time() * 1000.0
-            for produced_ms in produced:
-                self._latency.observe(max(0.0, merged_ms - produced_ms) / 1000.0)
-            for source, event_ms in source_times.items():
-                clock.observe(source, event_ms, now)
-            await self._close_due(partition, now)
+        clock = self.clock(partition, now)
+        watermark = clock.watermark(now)
+        open_index = self._open[partition]
+        late = 0
+        table = self.table
+        with table_context(self.app, self.partials_topic, partition):
+            for key, windows in merged.items():
+                state = table.get(key) or {"open": {}, "closed": {}}
+                opened, closed = state["open"], state["closed"]
+                for start_ms, acc in windows.items():
+                    start = str(start_ms)
+                    if start in closed or self._is_closed(start_ms, watermark):
+                        late += int(acc[0])
+                        continue
+                    existing = opened.get(start)
+                    if existing is None:
+                        opened[start] = acc
+                        open_index[start_ms].add(key)
+                    else:
+                        merge_into(existing, acc)
+                table[key] = state
+        if late:
+            metrics.LATE_EVENTS.labels(topic=self.aggregate.source_topic).inc(late)
+        merged_ms = time.time() * 1000.0
+        for produced_ms in produced:
+            self._latency.observe(max(0.0, merged_ms - produced_ms) / 1000.0)
+        for source, event_ms in source_times.items():
+            clock.observe(int(source), event_ms, now)
 
     async def tick(self) -> None:
         """Periodic: close windows the idle-advanced watermarks have passed."""

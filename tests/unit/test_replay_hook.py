@@ -31,9 +31,9 @@ def make_app() -> tuple[StreamPulseApp, dict[str, list[SourceBatch]]]:
     for name, internal in (("src-a", False), ("src-b", False), ("unit-partials", True)):
         topic = app.topic(name, key_type=bytes, value_type=bytes, internal=internal)
 
-        async def handler(batch: SourceBatch, name: str = name) -> Any:
-            seen[name].append(batch)
-            return ("delivered", batch)  # what the drain loop awaits before acking
+        async def handler(batches: list[SourceBatch], name: str = name) -> Any:
+            seen[name].extend(batches)
+            return ("delivered", batches)  # what the drain loop awaits before acking
 
         app.batch_agent(topic)(handler)
     return app, seen
@@ -68,18 +68,25 @@ def test_replay_hands_on_only_records_at_or_after_the_start() -> None:
     app, seen = make_app()
     app.configure_sources(Settings(source_topics=("src-a",), replay_from_ms=100))
     assert app.replay_topics == {"src-a"}
-    tp = TP("src-a", 0)
-    mixed = SourceBatch(tp, records(50, 100, None, 150))
-    before = SourceBatch(tp, records(10, 99))
+    tp, tp1 = TP("src-a", 0), TP("src-a", 1)
+    mixed = SourceBatch(tp, records(50, 100, None, 150), 9)
+    before = SourceBatch(tp1, records(10, 99))
     after = SourceBatch(tp, records(100, 200))
-    returned = [asyncio.run(app.batch_handlers["src-a"](b)) for b in (mixed, before, after)]
-    assert [[r.timestamp for r in b.records] for b in seen["src-a"]] == [[100, 150], [100, 200]]
-    assert seen["src-a"][1] is after
-    # The handler's deliveries reach the drain loop (acks wait for them); a batch with nothing
-    # left produced nothing to wait for.
-    assert returned == [("delivered", seen["src-a"][0]), None, ("delivered", after)]
+    handler = app.batch_handlers["src-a"]
+    # One fetch: partition 0 half before the start, partition 1 entirely before it.
+    returned = asyncio.run(handler([mixed, before]))
+    assert [[r.timestamp for r in b.records] for b in seen["src-a"]] == [[100, 150]]
+    kept = seen["src-a"][0]
+    assert (kept.tp, kept.read_offset) == (tp, 9)  # gap detection still sees the true position
+    # The handler's deliveries reach the drain loop (acks wait for them).
+    assert returned == ("delivered", [kept])
+    # A fetch with nothing at or after the start produced nothing to wait for.
+    assert asyncio.run(handler([before])) is None
+    # A batch with nothing to skip is passed on as it is.
+    assert asyncio.run(handler([after])) == ("delivered", [after])
+    assert seen["src-a"][-1] is after
     internal = SourceBatch(TP("unit-partials", 0), records(1))
-    asyncio.run(app.batch_handlers["unit-partials"](internal))
+    asyncio.run(app.batch_handlers["unit-partials"]([internal]))
     assert seen["unit-partials"] == [internal]  # internal topics are never filtered
 
 
