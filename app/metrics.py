@@ -70,7 +70,7 @@ TABLE_LATENCY = Histogram(
     "Time from the oldest event of a source batch being produced to its contribution being"
     " merged into the table (a per-batch upper bound of every event's latency).",
     ["table"],
-    buckets=(0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    buckets=(0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 1, 2.5, 5, 10),
 )
 UNKNOWN_EVENT_TYPES = Counter(
     "streampulse_unknown_event_types_total",

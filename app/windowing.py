@@ -2,18 +2,19 @@
 
 Two stages per derived table (see README "Hot path"):
 
-1. Source side (:func:`build_partials`): a batch of valid events is folded into one partial
-   accumulator per (group key, window). Partials are shipped on an internal topic keyed by the
-   group key (combine before shuffle: a batch of thousands of events becomes a handful of
-   messages for low-cardinality keys).
-2. Table side (:class:`WindowedTable`): partials of a batch are merged per key, with one table
-   write (one changelog record) per key per batch. The table key is the group key, so the
-   table is partitioned by it and Faust routes key lookups to the owning worker.
+1. Source side (:func:`build_partials`): one fetch's valid events are folded into one partial
+   accumulator per (group key, window), and shipped on an internal partials topic as one
+   message per table partition (the partition Kafka's partitioner gives the group key), split
+   only when large (combine before shuffle: a fetch of thousands of events becomes a few
+   messages).
+2. Table side (:class:`WindowedTable`): the partials of a fetch are merged per key, with one
+   table write (one changelog record) per key per fetch. The table key is the group key, so
+   the table is partitioned by it and Faust routes key lookups to the owning worker.
 
 Window close: a window [start, end) closes when the watermark passes ``end + grace``. Every
-source batch tells every table partition how far its source partition has got (its highest
-event time), in the partials themselves or in a key-less watermark message, in order with its
-partials. Each table partition keeps its own watermark: the lowest of those times over the
+fetch tells every table partition how far each of its source partitions has got (highest event
+time), in the last partials message it sends there, in order with its partials. Each table
+partition keeps its own watermark: the lowest of those times over the
 source partitions heard from within ``idle_advance_seconds`` (Kafka Streams' and Flink's rule:
 a lagging partition holds windows open). Per table partition, because partitions are consumed
 one after another: a worker-wide watermark could run ahead of data still queued on another
@@ -53,6 +54,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Keys per partials message: one fetch's partials for a table partition travel together,
+#: split only when large (50,000 title keys would make a multi-megabyte message).
+PARTIAL_KEYS_PER_MESSAGE = 2000
 
 #: key -> window start -> accumulator
 Partials = dict[str, dict[int, Accumulator]]
@@ -178,26 +183,34 @@ class WindowedTable:
         source_times: dict[int, int],
         oldest_produced_ms: int = 0,
     ) -> list[Any]:
-        """Send the partials of one fetch's events, and tell every table partition how far each
-        source partition has got (``source_times``: partition -> highest event time); returns
-        the delivery futures to await before acking."""
+        """Send the partials of one fetch's events: one message per table partition (chunked
+        when large), the last one carrying how far each source partition has got
+        (``source_times``: partition -> highest event time); every table partition gets one,
+        so every watermark moves. Returns the delivery futures to await before acking."""
         partials = build_partials(self.aggregate, events, self.window_ms)
+        by_partition: dict[int, list[tuple[str, dict[int, Accumulator]]]] = defaultdict(list)
+        partitions = self.partitions
+        for key, windows in partials.items():
+            by_partition[key_partition(serialized_key(key), partitions)].append((key, windows))
+        times = {str(p): t for p, t in source_times.items()}
         send = self.app.producer.send
         topic = self.partials_topic
-        times = {str(p): t for p, t in source_times.items()}
         futures = []
-        reached: set[int] = set()
-        for key, windows in partials.items():
-            key_bytes = serialized_key(key)
-            payload = json.dumps({"t": times, "p": oldest_produced_ms, "w": windows})
-            partition = key_partition(key_bytes, self.partitions)
-            reached.add(partition)
-            futures.append(await send(topic, key_bytes, payload.encode(), partition, None, None))
-        if len(reached) < self.partitions:
-            mark = json.dumps({"t": times}).encode()
-            for partition in range(self.partitions):
-                if partition not in reached:
-                    futures.append(await send(topic, None, mark, partition, None, None))
+        for partition in range(partitions):
+            entries = by_partition.get(partition, [])
+            chunks = [
+                entries[i : i + PARTIAL_KEYS_PER_MESSAGE]
+                for i in range(0, len(entries), PARTIAL_KEYS_PER_MESSAGE)
+            ] or [[]]
+            for index, chunk in enumerate(chunks):
+                payload: dict[str, Any] = {"k": dict(chunk)}
+                if index == len(chunks) - 1:
+                    # Only the last chunk moves the watermark: the others of this fetch are
+                    # then merged already, whichever stage-2 fetch they arrive in.
+                    payload["t"] = times
+                    payload["p"] = oldest_produced_ms
+                value = json.dumps(payload).encode()
+                futures.append(await send(topic, None, value, partition, None, None))
         return futures
 
     # -- table side --------------------------------------------------------------------------
@@ -235,22 +248,22 @@ class WindowedTable:
         produced: set[int] = set()
         for record in batch.records:
             payload = json.loads(record.value)
-            for source, event_ms in payload["t"].items():
+            for source, event_ms in payload.get("t", {}).items():
                 if event_ms > source_times.get(source, -1):
                     source_times[source] = event_ms
-            if record.key is None:
-                continue  # a watermark message
             if payload.get("p"):
                 produced.add(payload["p"])
-            key = json.loads(record.key)
-            windows = merged.setdefault(key, {})
-            for start, acc in payload["w"].items():
-                start_ms = int(start)
-                existing = windows.get(start_ms)
-                if existing is None:
-                    windows[start_ms] = acc
-                else:
-                    merge_into(existing, acc)
+            for key, key_windows in payload["k"].items():
+                windows = merged.get(key)
+                if windows is None:
+                    windows = merged[key] = {}
+                for start, acc in key_windows.items():
+                    start_ms = int(start)
+                    existing = windows.get(start_ms)
+                    if existing is None:
+                        windows[start_ms] = acc
+                    else:
+                        merge_into(existing, acc)
         partition = batch.partition
         clock = self.clock(partition, now)
         watermark = clock.watermark(now)
