@@ -43,7 +43,8 @@ app = StreamPulseApp(
     broker_session_timeout=10.0,
     broker_heartbeat_interval=3.0,
     producer_linger=0.005,
-    producer_max_batch_size=1024 * 1024,
+    # Per partition being written (partials, changelogs, derived topics: dozens at once).
+    producer_max_batch_size=256 * 1024,
     producer_max_request_size=4 * 1024 * 1024,
     consumer_max_fetch_size=1024 * 1024,
     broker_max_poll_records=settings.max_batch_records,

@@ -24,10 +24,10 @@ __all__ = ["ROCKSDB_OPTIONS", "declare_windowed_table", "partials_topic_name"]
 #: small JSON value per group key, so small memtables and caches bound RSS without slowing the
 #: one-write-per-key-per-batch path.
 ROCKSDB_OPTIONS = {
-    "write_buffer_size": 2 * 1024 * 1024,
+    "write_buffer_size": 1024 * 1024,
     "max_write_buffer_number": 2,
     "target_file_size_base": 8 * 1024 * 1024,
-    "block_cache_size": 4 * 1024 * 1024,
+    "block_cache_size": 1024 * 1024,
     "max_open_files": 256,
 }
 

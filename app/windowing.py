@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 #: Keys per partials message: one fetch's partials for a table partition travel together,
 #: split only when large (50,000 title keys would make a multi-megabyte message).
 PARTIAL_KEYS_PER_MESSAGE = 2000
+#: Keys closed (published, then marked closed) together when a window closes.
+CLOSE_SLICE_KEYS = 2000
 
 #: key -> window start -> accumulator
 Partials = dict[str, dict[int, Accumulator]]
@@ -314,24 +316,29 @@ class WindowedTable:
         clock.floor = watermark  # what has closed stays closed
         now_ms = int(time.time() * 1000)
         for start_ms in due:
-            keys = open_index.pop(start_ms)
+            keys = list(open_index.pop(start_ms))
             start = str(start_ms)
-            # In the partition's context: reads go straight to its database, writes to its
-            # changelog partition (contextvars are per task, so the awaits below are safe).
-            with table_context(self.app, self.partials_topic, partition):
-                records = []
-                for key in keys:
-                    state = self.table.get(key)
-                    acc = state and state["open"].get(start)
-                    if acc is None:
-                        continue
-                    record = derived_record(
-                        self.aggregate, key, decode_key(key), start_ms, self.window_ms, acc, now_ms
-                    )
-                    records.append((key, record))
-                await self.publisher.publish(self.aggregate.table, records)
-                for key in keys:
-                    self._mark_closed(key, start)
+            # In slices, so a window over tens of thousands of keys never holds all its records,
+            # deliveries and changelog writes in memory at once. In the partition's context:
+            # reads go straight to its database, writes to its changelog partition
+            # (contextvars are per task, so the awaits below are safe).
+            for first in range(0, len(keys), CLOSE_SLICE_KEYS):
+                slice_keys = keys[first : first + CLOSE_SLICE_KEYS]
+                with table_context(self.app, self.partials_topic, partition):
+                    records = []
+                    for key in slice_keys:
+                        state = self.table.get(key)
+                        acc = state and state["open"].get(start)
+                        if acc is None:
+                            continue
+                        record = derived_record(
+                            self.aggregate, key, decode_key(key), start_ms, self.window_ms, acc,
+                            now_ms,
+                        )  # fmt: skip
+                        records.append((key, record))
+                    await self.publisher.publish(self.aggregate.table, records)
+                    for key in slice_keys:
+                        self._mark_closed(key, start)
 
     def _mark_closed(self, key: str, start: str) -> None:
         state = self.table.get(key)
