@@ -38,7 +38,7 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 
 from app import metrics
-from app.batching import SourceBatch, table_context
+from app.batching import SourceBatch, table_context, wait_for_changelog_room
 from app.publish import AggregatePublisher, derived_record
 from models.windowed import Accumulator, WindowedAggregate, merge_into
 
@@ -240,6 +240,7 @@ class WindowedTable:
             now = time.monotonic()
             for batch in batches:
                 self._merge(batch, now)
+                await wait_for_changelog_room(self.app)
             for batch in batches:
                 await self._close_due(batch.partition, now)
 
@@ -326,6 +327,7 @@ class WindowedTable:
                 slice_keys = keys[first : first + CLOSE_SLICE_KEYS]
                 with table_context(self.app, self.partials_topic, partition):
                     records = []
+                    states = []
                     for key in slice_keys:
                         state = self.table.get(key)
                         acc = state and state["open"].get(start)
@@ -336,14 +338,16 @@ class WindowedTable:
                             now_ms,
                         )  # fmt: skip
                         records.append((key, record))
+                        states.append((key, state))
                     await self.publisher.publish(self.aggregate.table, records)
-                    for key in slice_keys:
-                        self._mark_closed(key, start)
+                    # Marked closed only once published: a crash in between republishes
+                    # (at least once; event_id is deterministic so consumers can dedupe).
+                    for key, state in states:
+                        self._mark_closed(key, state, start)
+                await wait_for_changelog_room(self.app)
 
-    def _mark_closed(self, key: str, start: str) -> None:
-        state = self.table.get(key)
-        if not state or start not in state["open"]:
-            return
+    def _mark_closed(self, key: str, state: dict[str, Any], start: str) -> None:
+        """Move window ``start`` of ``state`` (just read for ``key``) to its closed windows."""
         closed = state["closed"]
         closed[start] = state["open"].pop(start)
         if self.closed_windows_kept:
