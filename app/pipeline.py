@@ -76,11 +76,12 @@ class SourcePipeline:
 
     def split(
         self, batch: SourceBatch, decoded: Sequence[Any], dead_letters: DeadLetters
-    ) -> tuple[list[dict[str, Any]], int]:
-        """Valid events of the batch (and the oldest one's produce time, epoch ms); everything
-        else is queued as a dead letter."""
+    ) -> tuple[list[dict[str, Any]], int, int]:
+        """Valid events of the batch, and the oldest and newest one's produce time (their
+        records' Kafka timestamps, epoch ms; 0 if unknown); everything else is queued as a
+        dead letter."""
         valid: list[dict[str, Any]] = []
-        oldest_produced = 0
+        oldest_produced = newest_produced = 0
         validate = self.validate
         topic, partition = batch.topic, batch.partition
         for record, result in zip(batch.records, decoded, strict=True):
@@ -91,13 +92,16 @@ class SourcePipeline:
             if violation is None:
                 valid.append(result.value)
                 produced = record.timestamp
-                if produced is not None and (not oldest_produced or produced < oldest_produced):
-                    oldest_produced = produced
+                if produced is not None:
+                    if not oldest_produced or produced < oldest_produced:
+                        oldest_produced = produced
+                    if produced > newest_produced:
+                        newest_produced = produced
                 continue
             if violation.reason == UNKNOWN_EVENT_TYPE:
                 self._unknown.inc()
             dead_letters.add(topic, partition, record, violation.reason, violation.message)
-        return valid, oldest_produced
+        return valid, oldest_produced, newest_produced
 
     async def handle(self, batches: Sequence[SourceBatch]) -> Awaitable[Any]:
         """Process one fetch's batches of this topic; returns what resolves once the broker has
@@ -108,21 +112,24 @@ class SourcePipeline:
         time_field = self.time_field
         valid: list[dict[str, Any]] = []
         source_times: dict[int, int] = {}  # source partition -> its highest event time here
-        oldest_produced = 0
+        oldest_produced = newest_produced = 0
         for batch in batches:
             records = batch.records
             self._consumed.inc(len(records))
             decoded = await decode_batch(self.topic, [r.value for r in records])
-            batch_valid, batch_oldest = self.split(batch, decoded, dead_letters)
+            batch_valid, batch_oldest, batch_newest = self.split(batch, decoded, dead_letters)
             if batch_valid:
                 source_times[batch.partition] = max(event[time_field] for event in batch_valid)
                 valid.extend(batch_valid)
                 if batch_oldest and (not oldest_produced or batch_oldest < oldest_produced):
                     oldest_produced = batch_oldest
+                newest_produced = max(newest_produced, batch_newest)
         futures: list[Any] = []
         if valid:
             for table in self.tables:
-                futures.extend(await table.ship(valid, source_times, oldest_produced))
+                futures.extend(
+                    await table.ship(valid, source_times, (oldest_produced, newest_produced))
+                )
             now_s = time.time()
             metrics.observe_many(
                 metrics.EVENT_LAG, [now_s - event[time_field] / 1000.0 for event in valid]

@@ -91,6 +91,10 @@ class Settings:
     # Replay start (REPLAY_FROM_MS, epoch ms): source records with an earlier Kafka record
     # timestamp are skipped (app/batching.py, StreamPulseApp.configure_sources).
     replay_from_ms: int | None = None
+    # LATENCY_LOG: a file to which every partials merge appends one JSON line (table, merge
+    # time, events, their production-time range): the latency benchmark's exact table-side
+    # hook. Unset in production (the table-latency histogram says the same, in buckets).
+    latency_log: Path | None = None
 
     @property
     def window_ms(self) -> int:
@@ -135,6 +139,7 @@ def load_settings() -> Settings:
         closed_windows_kept=_env_int("CLOSED_WINDOWS_KEPT", Settings.closed_windows_kept),
         topic_replication_factor=_env_int("TOPIC_REPLICATION_FACTOR", 1, minimum=1),
         recovery_consistency_check=_env_bool("RECOVERY_CONSISTENCY_CHECK", True),
+        latency_log=Path(os.environ["LATENCY_LOG"]) if os.environ.get("LATENCY_LOG") else None,
         source_topics=tuple(
             t.strip() for t in (os.environ.get("SOURCE_TOPICS") or "").split(",") if t.strip()
         ),

@@ -70,5 +70,6 @@ def declare_windowed_table(
         partitions=settings.topic_partitions,
         idle_advance_seconds=settings.idle_advance_seconds,
         closed_windows_kept=settings.closed_windows_kept,
+        latency_log=settings.latency_log,
     )
     return windowed, topic

@@ -33,6 +33,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 from aiokafka.partitioner import murmur2
@@ -159,6 +160,7 @@ class WindowedTable:
         partitions: int,
         idle_advance_seconds: float,
         closed_windows_kept: int,
+        latency_log: Path | None = None,
     ) -> None:
         self.app = app
         self.aggregate = aggregate
@@ -170,6 +172,7 @@ class WindowedTable:
         self.partitions = partitions
         self.idle_advance_seconds = idle_advance_seconds
         self.closed_windows_kept = closed_windows_kept
+        self.latency_log = latency_log
         self._clocks: dict[int, PartitionClock] = {}
         #: table partition -> window start -> keys with that window open
         self._open: dict[int, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
@@ -183,12 +186,14 @@ class WindowedTable:
         self,
         events: Sequence[dict[str, Any]],
         source_times: dict[int, int],
-        oldest_produced_ms: int = 0,
+        produced_ms: tuple[int, int] = (0, 0),
     ) -> list[Any]:
         """Send the partials of one fetch's events: one message per table partition (chunked
         when large), the last one carrying how far each source partition has got
         (``source_times``: partition -> highest event time); every table partition gets one,
-        so every watermark moves. Returns the delivery futures to await before acking."""
+        so every watermark moves; every one carries the production-time range of the fetch's
+        events (``produced_ms``: oldest, newest) for the table-latency measurement. Returns
+        the delivery futures to await before acking."""
         partials = build_partials(self.aggregate, events, self.window_ms)
         by_partition: dict[int, list[tuple[str, dict[int, Accumulator]]]] = defaultdict(list)
         partitions = self.partitions
@@ -206,11 +211,12 @@ class WindowedTable:
             ] or [[]]
             for index, chunk in enumerate(chunks):
                 payload: dict[str, Any] = {"k": dict(chunk)}
+                if produced_ms[0]:
+                    payload["p"], payload["q"] = produced_ms
                 if index == len(chunks) - 1:
                     # Only the last chunk moves the watermark: the others of this fetch are
                     # then merged already, whichever stage-2 fetch they arrive in.
                     payload["t"] = times
-                    payload["p"] = oldest_produced_ms
                 value = json.dumps(payload).encode()
                 futures.append(await send(topic, None, value, partition, None, None))
         return futures
@@ -248,25 +254,28 @@ class WindowedTable:
         """Merge the partials of one table partition's batch (see the module docstring)."""
         merged: dict[str, dict[int, Accumulator]] = {}
         source_times: dict[int, int] = {}
-        produced: set[int] = set()
+        #: per partials message with a production range: (oldest, newest, events carried)
+        produced: list[tuple[int, int, int]] = []
         for record in batch.records:
             payload = json.loads(record.value)
             for source, event_ms in payload.get("t", {}).items():
                 if event_ms > source_times.get(source, -1):
                     source_times[source] = event_ms
-            if payload.get("p"):
-                produced.add(payload["p"])
+            events = 0
             for key, key_windows in payload["k"].items():
                 windows = merged.get(key)
                 if windows is None:
                     windows = merged[key] = {}
                 for start, acc in key_windows.items():
+                    events += acc[0]
                     start_ms = int(start)
                     existing = windows.get(start_ms)
                     if existing is None:
                         windows[start_ms] = acc
                     else:
                         merge_into(existing, acc)
+            if payload.get("p") and events:
+                produced.append((payload["p"], payload.get("q", payload["p"]), int(events)))
         partition = batch.partition
         clock = self.clock(partition, now)
         watermark = clock.watermark(now)
@@ -291,11 +300,29 @@ class WindowedTable:
                 table[key] = state
         if late:
             metrics.LATE_EVENTS.labels(topic=self.aggregate.source_topic).inc(late)
-        merged_ms = time.time() * 1000.0
-        for produced_ms in produced:
-            self._latency.observe(max(0.0, merged_ms - produced_ms) / 1000.0)
+        if produced:
+            self._observe_latency(produced)
         for source, event_ms in source_times.items():
             clock.observe(int(source), event_ms, now)
+
+    def _observe_latency(self, produced: list[tuple[int, int, int]]) -> None:
+        """Table latency of the events just merged: the histogram, and the LATENCY_LOG hook."""
+        merged_ms = time.time() * 1000.0
+        for oldest, newest, events in produced:
+            metrics.observe_spread(
+                self._latency, max(0.0, (merged_ms - newest) / 1000.0),
+                max(0.0, (merged_ms - oldest) / 1000.0), events,
+            )  # fmt: skip
+        if self.latency_log is not None:
+            lines = "".join(
+                json.dumps({
+                    "table": self.aggregate.table, "merged_ms": merged_ms, "events": events,
+                    "produced_ms_min": oldest, "produced_ms_max": newest,
+                }) + "\n"
+                for oldest, newest, events in produced
+            )  # fmt: skip
+            with self.latency_log.open("a") as log_file:
+                log_file.write(lines)
 
     async def tick(self) -> None:
         """Periodic: close windows the idle-advanced watermarks have passed."""

@@ -22,8 +22,10 @@ spread evenly between the two).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -45,6 +47,7 @@ from bench.dataset import (
 from bench.measure import percentile
 
 __all__ = [
+    "HopBaseline",
     "Sent",
     "changelog_reach_times",
     "hook_latencies",
@@ -98,6 +101,87 @@ def produce_steady(
     if left:
         raise RuntimeError(f"{left} latency events not delivered")
     return sent
+
+
+class HopBaseline:
+    """A plain aiokafka consumer reading the source topic while the latency run produces.
+
+    Why: the embedded broker's own cost per fetch grows as its logs fill with small record
+    batches (a plain consumer alone went from p50 12 ms to 170 ms over 40 s of a 2,000/s
+    trickle, the broker at 100% of a core). Measured at the same time on the same events,
+    this one broker hop (production -> consumed, with our 25 ms fetch wait) is the baseline
+    for our worker's two hops (source -> partials -> table).
+    """
+
+    def __init__(self, bootstrap: str, topic: str = SOURCE_TOPIC, fetch_max_wait_ms: int = 25):
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        #: (production ms, ms from production to consumed), in consumption order
+        self.hops: list[tuple[int, float]] = []
+        self.ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._main, name="hop-baseline", daemon=True)
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        if not self.ready.wait(timeout):
+            raise TimeoutError(f"baseline consumer not assigned after {timeout:.0f}s: {self.error}")
+
+    def stop(self, drain_seconds: float = 2.0) -> list[tuple[int, float]]:
+        """Stop after ``drain_seconds`` (so the last events arrive); return the hops."""
+        time.sleep(drain_seconds)
+        self._stop.set()
+        self._thread.join(timeout=30)
+        return self.hops
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self._consume())
+        except BaseException as exc:  # reported by wait_ready / the summary
+            self.error = exc
+
+    async def _consume(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(
+            self.topic, bootstrap_servers=self.bootstrap, group_id=f"bench-hop-{uuid.uuid4()}",
+            auto_offset_reset="latest", fetch_max_wait_ms=self.fetch_max_wait_ms,
+            max_poll_records=10_000, session_timeout_ms=6_000, heartbeat_interval_ms=2_000,
+        )  # fmt: skip
+        await consumer.start()
+        try:
+            while not consumer.assignment():
+                await consumer.getmany(timeout_ms=100)
+            for tp in consumer.assignment():  # "latest" resolved now, before production
+                await consumer.position(tp)
+            self.ready.set()
+            hops = self.hops
+            while not self._stop.is_set():
+                fetched = await consumer.getmany(timeout_ms=200)
+                now_ms = time.time() * 1000
+                for records in fetched.values():
+                    hops.extend((r.timestamp, now_ms - r.timestamp) for r in records)
+        finally:
+            await consumer.stop()
+
+
+def summarize_hops(hops: list[tuple[int, float]], since_ms: int) -> dict[str, Any]:
+    """p50/p90/p99 of the baseline's hops for events produced at or after ``since_ms``."""
+    values = [ms for produced, ms in hops if produced >= since_ms]
+    out = _stats(values)
+    buckets: dict[int, list[float]] = defaultdict(list)
+    for produced, ms in hops:
+        if produced >= since_ms:
+            buckets[(produced - since_ms) // 5000].append(ms)
+    out["by_5s"] = [
+        {"from_s": b * 5, "p50_ms": percentile(sorted(v), 50), "p99_ms": percentile(sorted(v), 99)}
+        for b, v in sorted(buckets.items())
+    ]
+    return out
 
 
 def changelog_reach_times(
