@@ -33,8 +33,9 @@ stack: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+## The benchmark, everything (about 20 minutes): comparison, latency, scale (bench/README.md).
 bench: $(STAMP)
-	$(BIN)/python -m bench.telemetry
+	$(BIN)/python -m bench.telemetry --latency --scale
 
 schemas-register: $(STAMP)
 	$(BIN)/python -m app.schemas register
