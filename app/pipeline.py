@@ -22,11 +22,18 @@ from app.dlq import DeadLetters
 from app.validation import UNKNOWN_EVENT_TYPE, Violation
 from app.windowing import WindowedTable
 
-__all__ = ["Runtime", "SourcePipeline"]
+__all__ = ["Runtime", "SourcePipeline", "produced_range"]
 
 log = logging.getLogger(__name__)
 
 Validator = Callable[[dict[str, Any]], Violation | None]
+
+
+def produced_range(batches: Sequence[SourceBatch]) -> tuple[int, int]:
+    """Oldest and newest Kafka record timestamp (production time, epoch ms) of a fetch, for
+    the table-latency measurement; (0, 0) when the records carry none."""
+    stamps = [r.timestamp for b in batches for r in b.records if r.timestamp and r.timestamp > 0]
+    return (min(stamps), max(stamps)) if stamps else (0, 0)
 
 
 class Runtime:
@@ -76,12 +83,9 @@ class SourcePipeline:
 
     def split(
         self, batch: SourceBatch, decoded: Sequence[Any], dead_letters: DeadLetters
-    ) -> tuple[list[dict[str, Any]], int, int]:
-        """Valid events of the batch, and the oldest and newest one's produce time (their
-        records' Kafka timestamps, epoch ms; 0 if unknown); everything else is queued as a
-        dead letter."""
+    ) -> list[dict[str, Any]]:
+        """Valid events of the batch; everything else is queued as a dead letter."""
         valid: list[dict[str, Any]] = []
-        oldest_produced = newest_produced = 0
         validate = self.validate
         topic, partition = batch.topic, batch.partition
         for record, result in zip(batch.records, decoded, strict=True):
@@ -91,17 +95,11 @@ class SourcePipeline:
             violation = validate(result.value)
             if violation is None:
                 valid.append(result.value)
-                produced = record.timestamp
-                if produced is not None:
-                    if not oldest_produced or produced < oldest_produced:
-                        oldest_produced = produced
-                    if produced > newest_produced:
-                        newest_produced = produced
                 continue
             if violation.reason == UNKNOWN_EVENT_TYPE:
                 self._unknown.inc()
             dead_letters.add(topic, partition, record, violation.reason, violation.message)
-        return valid, oldest_produced, newest_produced
+        return valid
 
     async def handle(self, batches: Sequence[SourceBatch]) -> Awaitable[Any]:
         """Process one fetch's batches of this topic; returns what resolves once the broker has
@@ -112,24 +110,19 @@ class SourcePipeline:
         time_field = self.time_field
         valid: list[dict[str, Any]] = []
         source_times: dict[int, int] = {}  # source partition -> its highest event time here
-        oldest_produced = newest_produced = 0
         for batch in batches:
             records = batch.records
             self._consumed.inc(len(records))
             decoded = await decode_batch(self.topic, [r.value for r in records])
-            batch_valid, batch_oldest, batch_newest = self.split(batch, decoded, dead_letters)
+            batch_valid = self.split(batch, decoded, dead_letters)
             if batch_valid:
                 source_times[batch.partition] = max(event[time_field] for event in batch_valid)
                 valid.extend(batch_valid)
-                if batch_oldest and (not oldest_produced or batch_oldest < oldest_produced):
-                    oldest_produced = batch_oldest
-                newest_produced = max(newest_produced, batch_newest)
         futures: list[Any] = []
         if valid:
+            produced = produced_range(batches)
             for table in self.tables:
-                futures.extend(
-                    await table.ship(valid, source_times, (oldest_produced, newest_produced))
-                )
+                futures.extend(await table.ship(valid, source_times, produced))
             now_s = time.time()
             metrics.observe_many(
                 metrics.EVENT_LAG, [now_s - event[time_field] / 1000.0 for event in valid]

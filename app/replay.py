@@ -73,6 +73,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from app.results import assigned_consumer
 from app.run import start_worker, stop_process, wait_ready
 from app.settings import Settings, load_settings
 from app.stack import free_port
@@ -165,19 +166,9 @@ async def snapshot_offsets(
     first offset whatever the time), so it bounds the records the worker reads, not those it
     counts.
     """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
+    async with assigned_consumer(bootstrap, [topic]) as (consumer, tps):
+        if not tps:
             raise ReplayError(f"topic {topic!r} does not exist on {bootstrap}")
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(tps)
         beginning = await consumer.beginning_offsets(tps)
         end = await _true_end_offsets(consumer, tps)
         start = dict(beginning)
@@ -190,30 +181,15 @@ async def snapshot_offsets(
             OffsetRange(tp.partition, min(max(start[tp], beginning[tp]), end[tp]), end[tp])
             for tp in tps
         ]
-    finally:
-        await consumer.stop()
 
 
 async def topic_end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
     """True end offsets of every partition of ``topics`` (missing topics: none)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer._client.force_metadata_update()
-        tps = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
+    async with assigned_consumer(bootstrap, list(topics)) as (consumer, tps):
         if not tps:
             return {}
-        consumer.assign(tps)
         ends = await _true_end_offsets(consumer, tps)
         return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
-    finally:
-        await consumer.stop()
 
 
 async def committed_offsets(

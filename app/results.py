@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
-import os
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from app.catalog import DERIVED_TOPICS, DLQ_TOPIC
 from app.codec import Decoded, RegistryCodec
+from app.settings import load_settings
 
-__all__ = ["DeadLetter", "read_dead_letters", "read_derived", "read_topic", "summarize"]
+__all__ = [
+    "DeadLetter", "assigned_consumer", "read_dead_letters", "read_derived", "read_topic",
+    "summarize",
+]
 
 
 @dataclass(frozen=True)
@@ -28,21 +32,37 @@ class DeadLetter:
     headers: dict[str, str]
 
 
-async def read_topic(bootstrap: str, topic: str, idle_seconds: float = 1.5) -> list[Any]:
-    """Every record of ``topic`` from the beginning (no consumer group), until idle."""
+@contextlib.asynccontextmanager
+async def assigned_consumer(
+    bootstrap: str, topics: Sequence[str]
+) -> AsyncIterator[tuple[Any, list[Any]]]:
+    """A group-less aiokafka consumer assigned every partition of ``topics`` (a topic the
+    first metadata does not know is looked up once more; missing topics: no partitions), and
+    those partitions; stopped on exit."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if partitions is None:
+        if any(consumer.partitions_for_topic(t) is None for t in topics):
             await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = [
+            TopicPartition(topic, p)
+            for topic in topics
+            for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if tps:
+            consumer.assign(tps)
+        yield consumer, tps
+    finally:
+        await consumer.stop()
+
+
+async def read_topic(bootstrap: str, topic: str, idle_seconds: float = 1.5) -> list[Any]:
+    """Every record of ``topic`` from the beginning (no consumer group), until idle."""
+    async with assigned_consumer(bootstrap, [topic]) as (consumer, tps):
         if not tps:
             return []
-        consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
         records: list[Any] = []
@@ -56,8 +76,6 @@ async def read_topic(bootstrap: str, topic: str, idle_seconds: float = 1.5) -> l
             for tp_records in batch.values():
                 records.extend(tp_records)
         return records
-    finally:
-        await consumer.stop()
 
 
 async def read_derived(
@@ -122,8 +140,8 @@ def summarize(derived: dict[str, list[dict[str, Any]]], dead: list[DeadLetter]) 
 
 
 async def _main(args: argparse.Namespace) -> int:
-    bootstrap = (os.environ.get("KAFKA_BROKER_URL") or "kafka://127.0.0.1:9092").split("://")[-1]
-    registry = os.environ.get("SCHEMA_REGISTRY_URL") or "http://127.0.0.1:8081"
+    settings = load_settings()  # every broker of KAFKA_BROKER_URL, not just the last
+    bootstrap, registry = settings.broker_bootstrap, settings.schema_registry_url
     topics = args.topics.split(",") if args.topics else list(DERIVED_TOPICS)
     derived = await read_derived(bootstrap, registry, topics)
     print(summarize(derived, await read_dead_letters(bootstrap)))

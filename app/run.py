@@ -127,6 +127,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if time.monotonic() >= next_report:
                     next_report += args.report_every
                     print_summary(stack, "published so far")
+            if not stopping and simulator.returncode:
+                print(f"the simulator failed (exit {simulator.returncode})", file=sys.stderr)
+                return 1
             stop_process(simulator)
             settle = int(window) + int(grace) + 5
             print(f"\ntraffic stopped; waiting {settle}s for the open windows to close", flush=True)

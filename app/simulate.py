@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import importlib
 import logging
-import os
 import random
 import signal
 import sys
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 
 from app.catalog import SOURCE_TOPICS, load_schema, subject_for
 from app.codec import RegistryCodec, frame
+from app.settings import load_settings
 from app.simulator.population import EventFactory, Population
 
 __all__ = ["BAD_KINDS", "Simulator", "corrupt", "main"]
@@ -150,12 +150,19 @@ class Simulator:
         return topic, key.encode(), encoded
 
     async def run(self, rate: float, duration: float, count: int | None, progress: bool) -> None:
-        """Send at ``rate`` events/s for ``duration`` s (0 = forever) or ``count`` events."""
+        """Send at ``rate`` events/s (0 = flat out) for ``duration`` s (0 = forever) or
+        ``count`` events."""
         started = time.monotonic()
         total = 0
         last_report = 0.0
-        target = count if count is not None else (int(rate * duration) if duration else None)
+        flat_out_for = duration if rate <= 0 and count is None and duration else None
+        if count is not None:
+            target: int | None = count
+        else:
+            target = int(rate * duration) if duration and rate > 0 else None
         while target is None or total < target:
+            if flat_out_for is not None and time.monotonic() - started >= flat_out_for:
+                break
             elapsed = time.monotonic() - started
             due = int(elapsed * rate) + 1 if rate > 0 else (target or total + 1000)
             if target is not None:
@@ -215,8 +222,8 @@ async def _main(args: argparse.Namespace) -> int:
     if unknown:
         print(f"unknown topics: {', '.join(unknown)}", file=sys.stderr)
         return 2
-    bootstrap = (os.environ.get("KAFKA_BROKER_URL") or "kafka://127.0.0.1:9092").split("://")[-1]
-    registry = os.environ.get("SCHEMA_REGISTRY_URL") or "http://127.0.0.1:8081"
+    settings = load_settings()  # every broker of KAFKA_BROKER_URL, not just the last
+    bootstrap, registry = settings.broker_bootstrap, settings.schema_registry_url
     simulator = Simulator(bootstrap, registry, args.seed, topics, args.bad_rate, args.v2_rate)
     await simulator.start()
     loop = asyncio.get_running_loop()

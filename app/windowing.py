@@ -275,7 +275,7 @@ class WindowedTable:
                     else:
                         merge_into(existing, acc)
             if payload.get("p") and events:
-                produced.append((payload["p"], payload.get("q", payload["p"]), int(events)))
+                produced.append((payload["p"], payload["q"], int(events)))
         partition = batch.partition
         clock = self.clock(partition, now)
         watermark = clock.watermark(now)

@@ -33,7 +33,6 @@ import struct
 import time
 import urllib.request
 from bisect import bisect
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import accumulate
@@ -402,10 +401,3 @@ def scale_events(
             "connection_type": profile.connection_type,
         }  # fmt: skip
 
-
-def group_expected(expected: dict[WindowId, Any]) -> dict[str, int]:
-    """Expected window records per table."""
-    counts: dict[str, int] = defaultdict(int)
-    for table, _, _ in expected:
-        counts[table] += 1
-    return dict(counts)

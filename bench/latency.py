@@ -14,10 +14,9 @@ contribution reached the table. That assumes events of one group reach the table
 order, which at a steady rate holds up to the interleaving of partitions within one fetch (a
 few ms). It needs no hook in the worker.
 
-If the worker honours ``LATENCY_LOG=<path>`` (a proposed hook, see bench/README.md), its lines
-are summarised too: ``{"table", "merged_ms", "events", "produced_ms": [...]}`` (exact) or
-``{"table", "merged_ms", "events", "produced_ms_min", "produced_ms_max"}`` (events taken as
-spread evenly between the two).
+The worker's ``LATENCY_LOG=<path>`` hook (app/windowing.py) is summarised too: one line per
+merged partials message, ``{"table", "merged_ms", "events", "produced_ms_min",
+"produced_ms_max"}``, the events taken as spread evenly between the two.
 """
 
 from __future__ import annotations
@@ -288,13 +287,10 @@ def partials_ship_times(
                 if message.error():
                     continue
                 payload = json.loads(message.value())
-                times = payload.get("t")
-                if isinstance(times, dict):  # {source partition: highest event time}
-                    items = [(int(p), int(t)) for p, t in times.items()]
-                elif times is not None and "s" in payload:  # one source partition per message
-                    items = [(int(payload["s"]), int(times))]
-                else:
+                times = payload.get("t")  # {source partition: highest event time}, last chunk only
+                if times is None:
                     continue
+                items = [(int(p), int(t)) for p, t in times.items()]
                 ts = message.timestamp()[1]
                 for source, t in items:
                     shipped = batches[(topics[message.topic()], source)]
@@ -400,17 +396,11 @@ def hook_latencies(path: Path, since_ms: int) -> dict[str, Any] | None:
             item = json.loads(line)
         except ValueError:
             continue
-        merged = item["merged_ms"]
-        table = item.get("table", "all")
-        if "produced_ms" in item:
-            produced = [p for p in item["produced_ms"] if p >= since_ms]
-        else:
-            low, high, n = item["produced_ms_min"], item["produced_ms_max"], int(item["events"])
-            if high < since_ms or n <= 0:
-                continue
-            produced = [low + (high - low) * (k + 0.5) / n for k in range(n)]
-            produced = [p for p in produced if p >= since_ms]
-        per_table[table].extend(merged - p for p in produced)
+        low, high, n = item["produced_ms_min"], item["produced_ms_max"], int(item["events"])
+        if high < since_ms or n <= 0:
+            continue
+        produced = [low + (high - low) * (k + 0.5) / n for k in range(n)]
+        per_table[item["table"]].extend(item["merged_ms"] - p for p in produced if p >= since_ms)
     if not per_table:
         return None
     out = {table: _stats(values) for table, values in per_table.items()}

@@ -114,10 +114,6 @@ class ProcSampler:
         self.peak_hwm_mb = max(self.peak_hwm_mb, hwm / 1024)
         self.samples.append((now, rss / 1024, cpu))
 
-    @property
-    def peak_sampled_rss_mb(self) -> float:
-        return max((s[1] for s in self.samples), default=0.0)
-
     def cpu_at(self, wall: float) -> float:
         """CPU seconds used by ``wall`` (linear between samples)."""
         before = [s for s in self.samples if s[0] <= wall]

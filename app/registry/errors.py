@@ -50,9 +50,6 @@ class RegistryError(Exception):
     def http_status(self) -> int:
         return self.code.http_status
 
-    def to_json(self) -> dict[str, object]:
-        return {"error_code": int(self.code), "message": self.message}
-
     # Constructors named after Confluent's Errors.* factories, with its message texts.
 
     @classmethod

@@ -31,18 +31,21 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except RegistryError as exc:
-        return error_response(exc.http_status, int(exc.code), exc.message)
+        return _registry_error_response(exc)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return error_response(exc.status, exc.status, f"HTTP {exc.status} {exc.reason}")
     except sqlite3.Error as exc:
         log.exception("store error on %s %s", request.method, request.path)
-        error = RegistryError.store_error(str(exc))
-        return error_response(error.http_status, int(error.code), error.message)
+        return _registry_error_response(RegistryError.store_error(str(exc)))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, int(ErrorCode.STORE_ERROR), "Internal Server Error")
+
+
+def _registry_error_response(error: RegistryError) -> web.Response:
+    return error_response(error.http_status, int(error.code), error.message)
 
 
 def _registry_context(data_dir: Path) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -86,8 +89,8 @@ async def serve(
         try:
             loop.add_signal_handler(signum, stop.set)
             installed.append(signum)
-        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
-            pass
+        except (NotImplementedError, RuntimeError) as exc:  # not the main thread / no signals
+            log.warning("no %s handler (%s): only the stop event ends the server", signum.name, exc)
     runner = web.AppRunner(create_app(data_dir), access_log=log if access_log else None)
     await runner.setup()
     try:

@@ -241,8 +241,9 @@ class Store:
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = change(StoreView(conn))
+            conn.execute("COMMIT")  # inside: a failed commit must not leave it open
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may have rolled back on its own (IOERR, FULL)
+                conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
         return result

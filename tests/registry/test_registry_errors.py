@@ -59,6 +59,8 @@ def test_40403_schema_not_found(http):
     assert_error(http.get("/schemas/ids/999/schema"), 404, 40403)
     assert_error(http.get("/schemas/ids/999/subjects"), 404, 40403)
     assert_error(http.get("/schemas/ids/999/versions"), 404, 40403)
+    # Beyond a Java int no id can exist (and SQLite's INTEGER would overflow): 40403, not 500.
+    assert_error(http.get("/schemas/ids/99999999999999999999"), 404, 40403)
     http.register("s", SCHEMA)
     assert_error(http.post("/subjects/s", {"schema": json.dumps(OTHER)}), 404, 40403)
 

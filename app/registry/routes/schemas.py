@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..avro_schema import SUPPORTED_SCHEMA_TYPES
+from ..errors import RegistryError
 from .common import add_route, flag, json_response, registry, text_response
 
 __all__ = ["add_routes"]
@@ -12,8 +13,16 @@ __all__ = ["add_routes"]
 _ID = "/schemas/ids/{schema_id:[0-9]+}"
 
 
+#: Confluent's ids are Java ints; a larger one cannot exist (and overflows SQLite's INTEGER).
+_MAX_ID = 2**31 - 1
+
+
 def _schema_id(request: web.Request) -> int:
-    return int(request.match_info["schema_id"])
+    text = request.match_info["schema_id"]
+    schema_id = int(text)
+    if schema_id > _MAX_ID:
+        raise RegistryError.schema_not_found(text)
+    return schema_id
 
 
 async def get_schema(request: web.Request) -> web.Response:
