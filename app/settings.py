@@ -95,6 +95,11 @@ class Settings:
     # time, events, their production-time range): the latency benchmark's exact table-side
     # hook. Unset in production (the table-latency histogram says the same, in buckets).
     latency_log: Path | None = None
+    # LOCAL_MERGE: the source side merges partials for table partitions this worker owns in
+    # place (app/windowing.py, WindowedTable.merge_local); only the other workers' partitions
+    # go through the partials topic. Off: every partial takes the broker round trip (for tests
+    # and measurements of that path).
+    merge_locally: bool = True
 
     @property
     def window_ms(self) -> int:
@@ -140,6 +145,7 @@ def load_settings() -> Settings:
         topic_replication_factor=_env_int("TOPIC_REPLICATION_FACTOR", 1, minimum=1),
         recovery_consistency_check=_env_bool("RECOVERY_CONSISTENCY_CHECK", True),
         latency_log=Path(os.environ["LATENCY_LOG"]) if os.environ.get("LATENCY_LOG") else None,
+        merge_locally=_env_bool("LOCAL_MERGE", Settings.merge_locally),
         source_topics=tuple(
             t.strip() for t in (os.environ.get("SOURCE_TOPICS") or "").split(",") if t.strip()
         ),

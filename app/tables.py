@@ -71,5 +71,6 @@ def declare_windowed_table(
         idle_advance_seconds=settings.idle_advance_seconds,
         closed_windows_kept=settings.closed_windows_kept,
         latency_log=settings.latency_log,
+        merge_locally=settings.merge_locally,
     )
     return windowed, topic

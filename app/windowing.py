@@ -9,7 +9,10 @@ Two stages per derived table (see README "Hot path"):
    messages).
 2. Table side (:class:`WindowedTable`): the partials of a fetch are merged per key, with one
    table write (one changelog record) per key per fetch. The table key is the group key, so
-   the table is partitioned by it and Faust routes key lookups to the owning worker.
+   the table is partitioned by it and Faust routes key lookups to the owning worker. Partials
+   for a table partition the shipping worker owns itself skip the partials topic and are
+   merged in place (:meth:`WindowedTable.merge_local`): the same merge, one broker round trip
+   less (on one worker: every partition).
 
 Window close: a window [start, end) closes when the watermark passes ``end + grace``. Every
 fetch tells every table partition how far each of its source partitions has got (highest event
@@ -34,7 +37,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from aiokafka.partitioner import murmur2
 
@@ -161,8 +164,10 @@ class WindowedTable:
         idle_advance_seconds: float,
         closed_windows_kept: int,
         latency_log: Path | None = None,
+        merge_locally: bool = True,
     ) -> None:
         self.app = app
+        self.merge_locally = merge_locally
         self.aggregate = aggregate
         self.table = table
         self.partials_topic = partials_topic
@@ -179,6 +184,7 @@ class WindowedTable:
         self._indexed_generation: int | None = None
         self._lock = asyncio.Lock()
         self._latency = metrics.TABLE_LATENCY.labels(table=aggregate.table)
+        self._latency_file: TextIO | None = None  # LATENCY_LOG, opened on first use
 
     # -- source side -------------------------------------------------------------------------
 
@@ -188,22 +194,30 @@ class WindowedTable:
         source_times: dict[int, int],
         produced_ms: tuple[int, int] = (0, 0),
     ) -> list[Any]:
-        """Send the partials of one fetch's events: one message per table partition (chunked
-        when large), the last one carrying how far each source partition has got
-        (``source_times``: partition -> highest event time); every table partition gets one,
-        so every watermark moves; every one carries the production-time range of the fetch's
-        events (``produced_ms``: oldest, newest) for the table-latency measurement. Returns
-        the delivery futures to await before acking."""
+        """Deliver the partials of one fetch's events to every table partition: merged in
+        place into the partitions this worker owns (:meth:`merge_local`), sent to the others
+        as one message per partition (chunked when large), the last one carrying how far each
+        source partition has got (``source_times``: partition -> highest event time); every
+        table partition gets one, so every watermark moves; every one carries the
+        production-time range of the fetch's events (``produced_ms``: oldest, newest) for the
+        table-latency measurement. Returns the delivery futures to await before acking."""
         partials = build_partials(self.aggregate, events, self.window_ms)
         by_partition: dict[int, list[tuple[str, dict[int, Accumulator]]]] = defaultdict(list)
         partitions = self.partitions
         for key, windows in partials.items():
             by_partition[key_partition(serialized_key(key), partitions)].append((key, windows))
+        local = self.local_partitions()
+        if local:
+            await self.merge_local(
+                {p: dict(by_partition.get(p, ())) for p in sorted(local)}, source_times, produced_ms
+            )
         times = {str(p): t for p, t in source_times.items()}
         send = self.app.producer.send
         topic = self.partials_topic
         futures = []
         for partition in range(partitions):
+            if partition in local:
+                continue
             entries = by_partition.get(partition, [])
             chunks = [
                 entries[i : i + PARTIAL_KEYS_PER_MESSAGE]
@@ -220,6 +234,41 @@ class WindowedTable:
                 value = json.dumps(payload).encode()
                 futures.append(await send(topic, None, value, partition, None, None))
         return futures
+
+    def local_partitions(self) -> frozenset[int]:
+        """Table partitions this worker owns now (its active partials-topic partitions): the
+        source side merges their partials in place instead of through the broker. Empty when
+        ``merge_locally`` is off."""
+        if not self.merge_locally:
+            return frozenset()
+        topic = self.partials_topic
+        return frozenset(
+            tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic
+        )
+
+    async def merge_local(
+        self,
+        partials_by_partition: dict[int, Partials],
+        source_times: dict[int, int],
+        produced_ms: tuple[int, int],
+    ) -> None:
+        """The source side's shortcut for partitions this worker owns: exactly what
+        :meth:`on_partials` does with a partials message (merge, watermark, close), without
+        the broker round trip. Why: on one worker every partial would otherwise cross the
+        broker twice (send, fetch), which is most of the table latency (README "Hot path")."""
+        async with self._lock:
+            self._maybe_reindex()
+            now = time.monotonic()
+            events = 0
+            for partition, partials in partials_by_partition.items():
+                events += sum(acc[0] for windows in partials.values() for acc in windows.values())
+                self._apply(partition, partials, source_times, [], now)
+                await wait_for_changelog_room(self.app)
+            if produced_ms[0] and events:
+                # Once for the whole fetch: its partitions were merged within the same moment.
+                self._observe_latency([(*produced_ms, int(events))])
+            for partition in partials_by_partition:
+                await self._close_due(partition, now)
 
     # -- table side --------------------------------------------------------------------------
 
@@ -252,13 +301,14 @@ class WindowedTable:
 
     def _merge(self, batch: SourceBatch, now: float) -> None:
         """Merge the partials of one table partition's batch (see the module docstring)."""
-        merged: dict[str, dict[int, Accumulator]] = {}
+        merged: Partials = {}
         source_times: dict[int, int] = {}
         #: per partials message with a production range: (oldest, newest, events carried)
         produced: list[tuple[int, int, int]] = []
         for record in batch.records:
             payload = json.loads(record.value)
-            for source, event_ms in payload.get("t", {}).items():
+            for source_key, event_ms in payload.get("t", {}).items():
+                source = int(source_key)
                 if event_ms > source_times.get(source, -1):
                     source_times[source] = event_ms
             events = 0
@@ -276,7 +326,18 @@ class WindowedTable:
                         merge_into(existing, acc)
             if payload.get("p") and events:
                 produced.append((payload["p"], payload["q"], int(events)))
-        partition = batch.partition
+        self._apply(batch.partition, merged, source_times, produced, now)
+
+    def _apply(
+        self,
+        partition: int,
+        merged: Partials,
+        source_times: dict[int, int],
+        produced: list[tuple[int, int, int]],
+        now: float,
+    ) -> None:
+        """Write ``merged`` (key -> window -> accumulator, one write per key) into table
+        partition ``partition``, then let its watermark hear ``source_times``."""
         clock = self.clock(partition, now)
         watermark = clock.watermark(now)
         open_index = self._open[partition]
@@ -303,7 +364,7 @@ class WindowedTable:
         if produced:
             self._observe_latency(produced)
         for source, event_ms in source_times.items():
-            clock.observe(int(source), event_ms, now)
+            clock.observe(source, event_ms, now)
 
     def _observe_latency(self, produced: list[tuple[int, int, int]]) -> None:
         """Table latency of the events just merged: the histogram, and the LATENCY_LOG hook."""
@@ -321,8 +382,9 @@ class WindowedTable:
                 }) + "\n"
                 for oldest, newest, events in produced
             )  # fmt: skip
-            with self.latency_log.open("a") as log_file:
-                log_file.write(lines)
+            if self._latency_file is None:
+                self._latency_file = self.latency_log.open("a", buffering=1)
+            self._latency_file.write(lines)
 
     async def tick(self) -> None:
         """Periodic: close windows the idle-advanced watermarks have passed."""

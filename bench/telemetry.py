@@ -429,28 +429,34 @@ def _targets(runs: dict[str, Measured]) -> list[dict[str, Any]]:
     return out
 
 
-def latency_phase(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    say(f"== latency: our worker at {args.latency_rate:,.0f} events/s for "
-        f"{args.latency_seconds:.0f}s (+{args.latency_warmup:.0f}s warm-up)")  # fmt: skip
-    with EmbeddedStack(partitions=args.partitions, log_dir=workdir / "stack-latency",
-                       data_dir=workdir / "stack-latency" / "registry") as stack:  # fmt: skip
+def worker_latency_run(
+    args: argparse.Namespace, workdir: Path, *, local_merge: bool
+) -> dict[str, Any]:
+    """One latency run of our worker on its own fresh stack: steady production, then the
+    table side read back from the changelogs and the LATENCY_LOG hook. ``local_merge=False``
+    sends every partial through the partials topic (``LOCAL_MERGE=0``), as the partitions
+    owned by other workers go in a multi-worker deployment."""
+    name = "local" if local_merge else "topic"
+    stack_dir = workdir / f"stack-latency-{name}"
+    with EmbeddedStack(partitions=args.partitions, log_dir=stack_dir,
+                       data_dir=stack_dir / "registry") as stack:  # fmt: skip
         run_id = uuid.uuid4().hex[:8]
         app_id = f"bench-lat-{run_id}"
         port = free_port()
-        hook_log = workdir / f"latency-{run_id}.jsonl"
+        hook_log = workdir / f"latency-{name}-{run_id}.jsonl"
         env = {
             **stack.env(), "APP_ID": app_id, "DATA_DIR": str(workdir / f"lat-{run_id}"),
             "STORE_URL": "rocksdb://", "WEB_PORT": str(port),
             "WORKER_CANONICAL_URL": f"http://127.0.0.1:{port}",
             "WINDOW_SECONDS": str(args.window_seconds), "GRACE_SECONDS": str(args.grace_seconds),
-            "LATENCY_LOG": str(hook_log),
+            "LATENCY_LOG": str(hook_log), "LOCAL_MERGE": "1" if local_merge else "0",
         }  # fmt: skip
-        log_path = workdir / f"latency-worker-{run_id}.log"
+        log_path = workdir / f"latency-worker-{name}-{run_id}.log"
         worker = start_worker(env, port, log_path)
         sampler = ProcSampler(worker.pid)
         try:
             wait_ready(port, worker)
-            say("  worker ready; producing")
+            say(f"  worker ready (LOCAL_MERGE={env['LOCAL_MERGE']}); producing")
             started_ms = int(time.time() * 1000)
             sent = produce_steady(
                 stack.bootstrap, stack.registry_url, rate=args.latency_rate,
@@ -459,64 +465,82 @@ def latency_phase(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             )  # fmt: skip
             sampler.sample()
             elapsed = (int(time.time() * 1000) - started_ms) / 1000
-            achieved = len(sent) / elapsed
             cpu = sampler.samples[-1][2]
             reached, totals = changelog_reach_times(stack.bootstrap, app_id, sent)
             worker_histogram = scrape_histogram(f"http://127.0.0.1:{port}/metrics",
                                                 "streampulse_table_latency_seconds")  # fmt: skip
-            shipped = partials_ship_times(stack.bootstrap, app_id, sent)
+            # Only partitions merged through the partials topic ship anything.
+            shipped = None if local_merge else partials_ship_times(stack.bootstrap, app_id, sent)
             sampler.sample()
-            summary = summarize(sent, reached)
-            ship_summary = summarize(sent, shipped)
             measured_from = next((s[0] for s in sent if s[3]), started_ms)
             hook = hook_latencies(hook_log, measured_from)
         finally:
             stop_process(worker)
-    hop = baseline_hop_run(args, workdir)
+    summary = summarize(sent, reached)
     overall = summary["all_tables"]
-    say(f"  sent {len(sent):,} events at {achieved:,.0f}/s; table totals {totals}")
-    say(f"  production -> table, all three tables: p50 {_fmt(overall.get('p50_ms'))} ms, "
-        f"p99 {_fmt(overall.get('p99_ms'))} ms, max {_fmt(overall.get('max_ms'))} ms "
-        f"({overall.get('count', 0):,} events; {summary['unreached']} contributions "
-        f"not found)")  # fmt: skip
-    for table in TABLES:
-        s = summary[table]
-        say(f"    {table}: p50 {_fmt(s.get('p50_ms'))} ms, p99 {_fmt(s.get('p99_ms'))} ms")
-    say(
-        "    by 5 s of production time (p50/p99 ms): "
-        + ", ".join(f"{b['p50_ms']:.0f}/{b['p99_ms']:.0f}" for b in summary["by_5s"])
-    )
-    say(f"  baseline, one broker hop (a plain aiokafka consumer alone on a fresh stack, the same "
-        f"producer and rate): "
-        f"p50 {_fmt(hop.get('p50_ms'))} ms, p99 {_fmt(hop.get('p99_ms'))} ms; by 5 s: "
-        + ", ".join(f"{b['p50_ms']:.0f}/{b['p99_ms']:.0f}" for b in hop["by_5s"]))  # fmt: skip
-    shipped_all = ship_summary["all_tables"]
-    say(f"  of which production -> partials shipped by the source side: p50 "
-        f"{_fmt(shipped_all.get('p50_ms'))} ms, p99 {_fmt(shipped_all.get('p99_ms'))} ms "
-        f"(the rest is the partials hop, the merge and the changelog send)")  # fmt: skip
+    say(f"  sent {len(sent):,} events at {len(sent) / elapsed:,.0f}/s; table totals {totals}")
+    if hook:
+        h = hook["all_contributions"]
+        say(f"  LATENCY_LOG hook (merge into the table): p50 {_fmt(h.get('p50_ms'))} ms, "
+            f"p99 {_fmt(h.get('p99_ms'))} ms")  # fmt: skip
+    else:
+        say("  (the worker wrote no LATENCY_LOG; changelog method only)")
+    say(f"  changelog method (production -> changelog record sent), all three tables: p50 "
+        f"{_fmt(overall.get('p50_ms'))} ms, p99 {_fmt(overall.get('p99_ms'))} ms, max "
+        f"{_fmt(overall.get('max_ms'))} ms ({overall.get('count', 0):,} events; "
+        f"{summary['unreached']} contributions not found); by 5 s of production time (p50/p99): "
+        + ", ".join(f"{b['p50_ms']:.0f}/{b['p99_ms']:.0f}" for b in summary["by_5s"]))  # fmt: skip
+    ship_summary = summarize(sent, shipped) if shipped is not None else None
+    if ship_summary:
+        shipped_all = ship_summary["all_tables"]
+        say(f"  of which production -> partials shipped by the source side: p50 "
+            f"{_fmt(shipped_all.get('p50_ms'))} ms, p99 {_fmt(shipped_all.get('p99_ms'))} ms "
+            f"(the rest is the partials hop, the merge and the changelog send)")  # fmt: skip
     if worker_histogram:
         say("  the worker's own streampulse_table_latency_seconds (per event as the hook, "
             "bucket bounds, warm-up included): " + "; ".join(
                 f"{k}: p50 <= {v['p50_ms_at_most']:.0f} ms, p99 <= {v['p99_ms_at_most']:.0f} ms"
                 for k, v in worker_histogram.items()))  # fmt: skip
-    say(f"  load average at the end {[round(x, 2) for x in os.getloadavg()]}")
-    if hook:
-        h = hook["all_contributions"]
-        say(f"  LATENCY_LOG hook: p50 {_fmt(h.get('p50_ms'))} ms, "
-            f"p99 {_fmt(h.get('p99_ms'))} ms")  # fmt: skip
-    else:
-        say("  (the worker wrote no LATENCY_LOG; changelog method only)")
+    return {
+        "local_merge": local_merge,
+        "achieved_rate": round(len(sent) / elapsed, 1),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+        "worker_cpu_seconds": round(cpu, 1),
+        "worker_peak_rss_mb": round(sampler.peak_hwm_mb, 1),
+        "changelog_method": summary,
+        "source_side_shipped": ship_summary,
+        "worker_table_latency_histogram": worker_histogram,
+        "hook_method": hook,
+        "log": str(log_path),
+    }
+
+
+def latency_phase(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    say(f"== latency: our worker at {args.latency_rate:,.0f} events/s for "
+        f"{args.latency_seconds:.0f}s (+{args.latency_warmup:.0f}s warm-up)")  # fmt: skip
+    run = worker_latency_run(args, workdir, local_merge=True)
+    say("== latency, every partial through the partials topic (LOCAL_MERGE=0: the path of "
+        "partitions owned by another worker)")  # fmt: skip
+    topic_run = worker_latency_run(args, workdir, local_merge=False)
+    hop = baseline_hop_run(args, workdir)
+    say(f"  baseline, one broker hop (a plain aiokafka consumer alone on a fresh stack, the same "
+        f"producer and rate): "
+        f"p50 {_fmt(hop.get('p50_ms'))} ms, p99 {_fmt(hop.get('p99_ms'))} ms; by 5 s: "
+        + ", ".join(f"{b['p50_ms']:.0f}/{b['p99_ms']:.0f}" for b in hop["by_5s"]))  # fmt: skip
     # The targets are on "processing time at table update": the worker's own hook (the merge
     # time of every partials message, the worst of the three tables) when it wrote one; the
     # changelog method, which also counts the wait in Faust's changelog send buffer, if not.
+    hook, summary = run["hook_method"], run["changelog_method"]
     tables = [hook[t] for t in TABLES if hook and hook.get(t, {}).get("count")]
     if tables:
         p50 = max(t["p50_ms"] for t in tables)
         p99 = max(t["p99_ms"] for t in tables)
         target_method = "LATENCY_LOG hook (merge time), worst table"
     else:
-        p50, p99 = overall.get("p50_ms"), overall.get("p99_ms")
+        p50, p99 = summary["all_tables"].get("p50_ms"), summary["all_tables"].get("p99_ms")
         target_method = "changelog method, all three tables"
+    say(f"  targets (default worker, {target_method}): p50 {_fmt(p50)} ms (< 100), "
+        f"p99 {_fmt(p99)} ms (< 250)")  # fmt: skip
     return {
         "meta": _meta(args),
         "settings": {
@@ -527,15 +551,9 @@ def latency_phase(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "grace_seconds": args.grace_seconds,
             "partitions": args.partitions,
         },
-        "achieved_rate": round(achieved, 1),
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-        "worker_cpu_seconds": round(cpu, 1),
-        "worker_peak_rss_mb": round(sampler.peak_hwm_mb, 1),
-        "changelog_method": summary,
-        "source_side_shipped": ship_summary,
+        **run,
+        "partials_topic_run": topic_run,
         "baseline_one_hop": hop,
-        "worker_table_latency_histogram": worker_histogram,
-        "hook_method": hook,
         "target_method": target_method,
         "targets": [
             # An event that never reached a table fails both (it would be the slowest).
@@ -544,7 +562,6 @@ def latency_phase(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             {"target": "p99 < 250 ms", "value": p99,
              "met": p99 < 250 and not summary["unreached"] if p99 else None},
         ],
-        "log": str(log_path),
     }
 
 
@@ -642,36 +659,35 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines.append("")
     latency = results.get("latency")
     if latency:
-        c = latency["changelog_method"]
         lines += [f"Latency run {latency['meta']['date']}: {latency['achieved_rate']:,.0f} "
-                  f"events/s for {latency['settings']['seconds']} s (production -> table write, "
-                  "from the worker's table changelogs).", "",
-                  "| table | events | p50 ms | p90 ms | p99 ms | max ms |",
-                  "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
-        for table in (*TABLES, "all_tables"):
-            s = c[table]
-            lines.append(f"| {table} | {s.get('count', 0):,} | {_fmt(s.get('p50_ms'))} "
-                         f"| {_fmt(s.get('p90_ms'))} | {_fmt(s.get('p99_ms'))} "
-                         f"| {_fmt(s.get('max_ms'))} |")  # fmt: skip
+                  f"events/s for {latency['settings']['seconds']} s, production -> table.", "",
+                  "| worker | method | table | events | p50 ms | p90 ms | p99 ms | max ms |",
+                  "|---|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+
+        def row(worker: str, method: str, table: str, s: dict[str, Any]) -> str:
+            return (f"| {worker} | {method} | {table} | {s.get('count', 0):,} "
+                    f"| {_fmt(s.get('p50_ms'))} | {_fmt(s.get('p90_ms'))} "
+                    f"| {_fmt(s.get('p99_ms'))} | {_fmt(s.get('max_ms'))} |")  # fmt: skip
+
+        runs = [("default (local merge)", latency)]
+        if latency.get("partials_topic_run"):
+            runs.append(("LOCAL_MERGE=0 (partials topic)", latency["partials_topic_run"]))
+        for worker, run in runs:
+            hook = run.get("hook_method") or {}
+            for table in (*TABLES, "all_contributions"):
+                if hook.get(table):
+                    lines.append(row(worker, "LATENCY_LOG hook", table, hook[table]))
+            for table in (*TABLES, "all_tables"):
+                lines.append(row(worker, "changelog", table, run["changelog_method"][table]))
+            if run.get("source_side_shipped"):
+                lines.append(row(worker, "partials shipped", "all_tables",
+                                 run["source_side_shipped"]["all_tables"]))  # fmt: skip
         hop = latency.get("baseline_one_hop")
         if hop:
-            lines.append(f"| baseline: one broker hop, plain aiokafka consumer | "
-                         f"{hop.get('count', 0):,} | {_fmt(hop.get('p50_ms'))} "
-                         f"| {_fmt(hop.get('p90_ms'))} | {_fmt(hop.get('p99_ms'))} "
-                         f"| {_fmt(hop.get('max_ms'))} |")  # fmt: skip
-        lines.append("")
-        hook = latency.get("hook_method")
-        if hook:
-            lines += ["", "The worker's LATENCY_LOG hook (time of the merge into the table, "
-                      "events spread evenly over their fetch's production times):", "",
-                      "| table | events | p50 ms | p90 ms | p99 ms | max ms |",
-                      "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
-            for table in (*TABLES, "all_contributions"):
-                s = hook.get(table, {})
-                lines.append(f"| {table} | {s.get('count', 0):,} | {_fmt(s.get('p50_ms'))} "
-                             f"| {_fmt(s.get('p90_ms'))} | {_fmt(s.get('p99_ms'))} "
-                             f"| {_fmt(s.get('max_ms'))} |")  # fmt: skip
-        lines.append("")
+            lines.append(row("plain aiokafka consumer", "one broker hop", "source topic", hop))
+        lines += ["", "LATENCY_LOG hook: time of the merge into the table, events spread evenly "
+                  "over their fetch's production times. Changelog: time the table write's "
+                  "changelog record was sent.", ""]  # fmt: skip
         lines.append(f"Targets checked on: {latency.get('target_method', 'changelog method')}.")
         for t in latency["targets"]:
             lines.append(f"- {t['target']}: {t['value']} ms, met: {t['met']}")

@@ -142,7 +142,12 @@ def broken_frames(good: bytes) -> dict[str, list[bytes]]:
     }
 
 
-def test_every_message_is_aggregated_or_dead_lettered(stack, start_worker_process) -> None:
+# LOCAL_MERGE=1 (the default): one worker owns every table partition and merges partials in
+# place; 0: every partial takes the partials topic, the path other workers' partitions take.
+@pytest.mark.parametrize("local_merge", ["1", "0"], ids=["local-merge", "partials-topic"])
+def test_every_message_is_aggregated_or_dead_lettered(
+    stack, start_worker_process, local_merge: str
+) -> None:
     events = seeded_events(seed=20251111)
     rng = random.Random(7)
     broken_values, expected_reasons = [], defaultdict(int)
@@ -172,7 +177,7 @@ def test_every_message_is_aggregated_or_dead_lettered(stack, start_worker_proces
     t0 = time.monotonic()
     start_worker_process(
         "sp-e2e", WINDOW_SECONDS="10", GRACE_SECONDS="2", IDLE_ADVANCE_SECONDS="2",
-        STORE_URL="rocksdb://",
+        STORE_URL="rocksdb://", LOCAL_MERGE=local_merge,
     )  # fmt: skip
     print(f"worker ready in {time.monotonic() - t0:.1f}s")
     produce(stack, events, broken_values, raw, unknown_type)
