@@ -206,11 +206,13 @@ class WindowedTable:
         partitions = self.partitions
         for key, windows in partials.items():
             by_partition[key_partition(serialized_key(key), partitions)].append((key, windows))
+        generation = self.app.consumer_generation_id
         local = self.local_partitions()
         if local:
-            await self.merge_local(
-                {p: dict(by_partition.get(p, ())) for p in sorted(local)}, source_times, produced_ms
-            )
+            local -= await self.merge_local(
+                {p: dict(by_partition.get(p, ())) for p in sorted(local)},
+                source_times, produced_ms, generation,
+            )  # fmt: skip
         times = {str(p): t for p, t in source_times.items()}
         send = self.app.producer.send
         topic = self.partials_topic
@@ -246,29 +248,58 @@ class WindowedTable:
             tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic
         )
 
+    def _owns_partitions_still(self, generation: int | None) -> bool:
+        """Whether the assignment ``local_partitions`` was read in still holds: no rebalance
+        begun (Faust sets ``rebalancing`` first, then stops the flow) or completed since."""
+        app = self.app
+        return (
+            not app.rebalancing
+            and app.consumer.flow_active
+            and app.consumer_generation_id == generation
+        )
+
     async def merge_local(
         self,
         partials_by_partition: dict[int, Partials],
         source_times: dict[int, int],
         produced_ms: tuple[int, int],
-    ) -> None:
+        generation: int | None,
+    ) -> set[int]:
         """The source side's shortcut for partitions this worker owns: exactly what
         :meth:`on_partials` does with a partials message (merge, watermark, close), without
         the broker round trip. Why: on one worker every partial would otherwise cross the
-        broker twice (send, fetch), which is most of the table latency (README "Hot path")."""
+        broker twice (send, fetch), which is most of the table latency (README "Hot path").
+
+        A partition is merged only while the assignment of consumer generation ``generation``
+        still holds, checked just before its (synchronous) writes: a write made before a
+        rebalance stops the flow is flushed to the changelog by Faust before the partition
+        can move, one made after could be missed by the next owner's recovery. Returns the
+        partitions not merged for that reason; the caller ships them through the partials
+        topic, where whoever owns them next finds them."""
+        not_merged: set[int] = set()
         async with self._lock:
             self._maybe_reindex()
             now = time.monotonic()
             events = 0
             for partition, partials in partials_by_partition.items():
+                if not self._owns_partitions_still(generation):
+                    not_merged.add(partition)
+                    continue
                 events += sum(acc[0] for windows in partials.values() for acc in windows.values())
                 self._apply(partition, partials, source_times, [], now)
                 await wait_for_changelog_room(self.app)
             if produced_ms[0] and events:
                 # Once for the whole fetch: its partitions were merged within the same moment.
                 self._observe_latency([(*produced_ms, int(events))])
-            for partition in partials_by_partition:
-                await self._close_due(partition, now)
+            for partition in partials_by_partition.keys() - not_merged:
+                if self._owns_partitions_still(generation):  # else the next owner closes it
+                    await self._close_due(partition, now)
+        if not_merged:
+            log.info(
+                "table %s: rebalance under way, partitions %s shipped through %s instead",
+                self.aggregate.table, sorted(not_merged), self.partials_topic,
+            )  # fmt: skip
+        return not_merged
 
     # -- table side --------------------------------------------------------------------------
 

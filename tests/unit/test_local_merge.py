@@ -59,10 +59,17 @@ class Event:
 
 
 @dataclass
+class FakeConsumer:
+    flow_active: bool = True
+
+
+@dataclass
 class FakeApp:
     local: set[int]
     producer: FakeProducer = field(default_factory=FakeProducer)
+    consumer: FakeConsumer = field(default_factory=FakeConsumer)
     consumer_generation_id: int = 1
+    rebalancing: bool = False
 
     @property
     def assignor(self) -> Any:
@@ -194,3 +201,53 @@ def test_latency_is_observed_once_per_fetch_for_all_local_partitions(tmp_path: A
     assert '"events": 50' in lines[0]
     assert f'"produced_ms_min": {BASE_MS}' in lines[0]
     assert f'"produced_ms_max": {BASE_MS + 40}' in lines[0]
+
+
+@pytest.mark.parametrize("rebalance", ["rebalancing", "flow stopped", "new generation"])
+def test_during_a_rebalance_owned_partitions_are_shipped_not_merged(rebalance: str) -> None:
+    """A write after a rebalance began could miss the next owner's changelog recovery: the
+    partials then take the partials topic, like any other worker's."""
+    aggregate = TELEMETRY_AGGREGATES[0]
+    table = windowed_table(aggregate, local=set(range(PARTITIONS)))
+    events, times = fetches(count=1, size=100)[0]
+    partials = {p: {} for p in range(PARTITIONS)}
+    generation = table.app.consumer_generation_id
+    if rebalance == "rebalancing":
+        table.app.rebalancing = True
+    elif rebalance == "flow stopped":
+        table.app.consumer.flow_active = False
+    else:
+        table.app.consumer_generation_id += 1
+    not_merged = asyncio.run(table.merge_local(partials, times, (0, 0), generation))
+    assert not_merged == set(range(PARTITIONS))
+    assert table.table == {}
+    # Through ship(): everything goes to the partials topic, every partition gets its message.
+    if rebalance != "new generation":  # ship() reads the generation itself
+        asyncio.run(table.ship(events, times))
+        assert {p for _, _, p in table.app.producer.sent} == set(range(PARTITIONS))
+        assert table.table == {}
+        other = windowed_table(aggregate, local=set(), merge_locally=False)
+        feed_partials_agent(other, table.app.producer.sent)
+        assert_same_numbers(other.table, expected_table(aggregate, events))
+
+
+def test_a_rebalance_between_partitions_ships_the_rest() -> None:
+    aggregate = TELEMETRY_AGGREGATES[1]
+    table = windowed_table(aggregate, local=set(range(PARTITIONS)))
+    events, times = fetches(count=1, size=300)[0]
+    merged_before = []
+    original_apply = table._apply
+
+    def apply_then_rebalance(partition: int, *args: Any) -> None:
+        original_apply(partition, *args)
+        merged_before.append(partition)
+        table.app.rebalancing = True  # begins right after the first partition's writes
+
+    table._apply = apply_then_rebalance  # type: ignore[method-assign]
+    asyncio.run(table.ship(events, times))
+    assert merged_before == [0]
+    assert {p for _, _, p in table.app.producer.sent} == {1, 2, 3}
+    # Nothing lost, nothing twice: partition 0 here, the rest via the topic.
+    other = windowed_table(aggregate, local=set(), merge_locally=False)
+    feed_partials_agent(other, table.app.producer.sent)
+    assert_same_numbers({**table.table, **other.table}, expected_table(aggregate, events))
