@@ -107,9 +107,9 @@ class HopBaseline:
 
     Why: the embedded broker's own cost per fetch grows as its logs fill with small record
     batches (a plain consumer alone went from p50 12 ms to 170 ms over 40 s of a 2,000/s
-    trickle, the broker at 100% of a core). Measured at the same time on the same events,
-    this one broker hop (production -> consumed, with our 25 ms fetch wait) is the baseline
-    for our worker's two hops (source -> partials -> table).
+    trickle, the broker at 100% of a core). Run alone on its own stack with the same producer
+    and rate (:func:`bench.telemetry.baseline_hop_run`), this one broker hop (production ->
+    consumed, with our 25 ms fetch wait) is the baseline for the worker's path.
     """
 
     def __init__(self, bootstrap: str, topic: str = SOURCE_TOPIC, fetch_max_wait_ms: int = 25):
@@ -135,6 +135,8 @@ class HopBaseline:
         time.sleep(drain_seconds)
         self._stop.set()
         self._thread.join(timeout=30)
+        if self.error is not None:
+            raise RuntimeError(f"baseline consumer failed: {self.error!r}") from self.error
         return self.hops
 
     def _main(self) -> None:

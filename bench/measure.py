@@ -226,6 +226,10 @@ def first_record_ms(bootstrap: str, topics: list[str], timeout: float = 10.0) ->
         metadata = consumer.list_topics(timeout=10)
         tps = [TopicPartition(t, p, 0) for t in topics if t in metadata.topics
                for p in metadata.topics[t].partitions]  # fmt: skip
+        # Only partitions holding records: an empty one would hold the loop to its timeout.
+        tps = [tp for tp in tps if consumer.get_watermark_offsets(tp, timeout=5)[1] > 0]
+        if not tps:
+            return None
         consumer.assign(tps)
         firsts: dict[tuple[str, int], int] = {}
         deadline = time.monotonic() + timeout

@@ -561,9 +561,9 @@ def latency_phase(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "targets": [
             # An event that never reached a table fails both (it would be the slowest).
             {"target": "p50 < 100 ms", "value": p50,
-             "met": p50 < 100 and not summary["unreached"] if p50 else None},
+             "met": p50 < 100 and not summary["unreached"] if p50 is not None else None},
             {"target": "p99 < 250 ms", "value": p99,
-             "met": p99 < 250 and not summary["unreached"] if p99 else None},
+             "met": p99 < 250 and not summary["unreached"] if p99 is not None else None},
         ],
     }
 
@@ -804,6 +804,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if name == "scale":
                 ok &= results[name]["run"]["ok"]
             save({name: results[name]})
+    except BaseException:
+        ok = False  # keep the logs of a failed run
+        raise
     finally:
         say(f"total {time.monotonic() - started:.0f}s")
         if ok and not args.keep:

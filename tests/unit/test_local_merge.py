@@ -20,7 +20,13 @@ from faust.types import TP
 
 from app.batching import SourceBatch
 from app.simulator.telemetry import TelemetryFactory
-from app.windowing import WindowedTable, encode_key, key_partition, serialized_key
+from app.windowing import (
+    WindowedTable,
+    build_partials,
+    encode_key,
+    key_partition,
+    serialized_key,
+)
 from models.telemetry import TELEMETRY_AGGREGATES
 
 PARTITIONS = 4
@@ -102,7 +108,7 @@ def fetches(count: int, size: int) -> list[tuple[list[dict[str, Any]], dict[int,
     for f in range(count):
         events = []
         for i in range(size):
-            _, event = factory.make(rng, BASE_MS + 1500 + (f * size + i) * 15)
+            _, event = factory.make(rng, BASE_MS + 1500 + (f * size + i) * 100)
             events.append(event)
         times = {f % 3: max(e["event_timestamp"] for e in events)}
         out.append((events, times))
@@ -210,7 +216,10 @@ def test_during_a_rebalance_owned_partitions_are_shipped_not_merged(rebalance: s
     aggregate = TELEMETRY_AGGREGATES[0]
     table = windowed_table(aggregate, local=set(range(PARTITIONS)))
     events, times = fetches(count=1, size=100)[0]
-    partials = {p: {} for p in range(PARTITIONS)}
+    partials: dict[int, dict] = {p: {} for p in range(PARTITIONS)}
+    for key, windows in build_partials(aggregate, events, WINDOW_MS).items():
+        partials[key_partition(serialized_key(key), PARTITIONS)][key] = windows
+    assert all(partials.values())  # every partition has keys to merge
     generation = table.app.consumer_generation_id
     if rebalance == "rebalancing":
         table.app.rebalancing = True
@@ -251,3 +260,40 @@ def test_a_rebalance_between_partitions_ships_the_rest() -> None:
     other = windowed_table(aggregate, local=set(), merge_locally=False)
     feed_partials_agent(other, table.app.producer.sent)
     assert_same_numbers({**table.table, **other.table}, expected_table(aggregate, events))
+
+
+class RecordingPublisher:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def publish(self, table: str, records: list[tuple[str, dict[str, Any]]]) -> None:
+        self.published += [(table, key, record) for key, record in records]
+
+
+def test_windows_close_in_place_once_every_source_has_passed_them() -> None:
+    aggregate = TELEMETRY_AGGREGATES[0]  # buffering: by country and ISP
+    table = windowed_table(aggregate, local=set(range(PARTITIONS)))
+    table.publisher = publisher = RecordingPublisher()
+    data = fetches(count=6, size=120)  # 72 s of events: two windows
+    first_window = BASE_MS
+    early = [
+        e for events, _ in data for e in events if e["event_timestamp"] < first_window + WINDOW_MS
+    ]
+    assert early and len(early) < sum(len(events) for events, _ in data)
+    for events, _ in data:
+        asyncio.run(table.ship(events, {}))  # no source heard: nothing can close
+    assert publisher.published == []
+    # Every source partition reports an event time past the first window's end + grace.
+    past = first_window + WINDOW_MS + 10_000
+    asyncio.run(table.ship([], {p: past for p in range(PARTITIONS)}))
+    expected = {
+        encode_key(k): acc for k, acc in aggregate.fold(early).items()
+    }  # the first window only, folded separately
+    got = {key: record for _, key, record in publisher.published}
+    assert got.keys() == expected.keys()
+    for key, acc in expected.items():
+        assert got[key]["window_start"] == first_window
+        assert got[key]["events"] == acc[0]
+        assert str(first_window) in table.table[key]["closed"]
+    # The second window is still open.
+    assert all(str(first_window + WINDOW_MS) not in st["closed"] for st in table.table.values())
