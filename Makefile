@@ -19,7 +19,7 @@ venv: $(STAMP)
 
 ## The main job on the embedded stack; DURATION=<s> stops it (0 or unset: until Ctrl-C).
 run: $(STAMP)
-	$(BIN)/python -m app.run $(if $(DURATION),--duration $(DURATION),)
+	$(BIN)/python -m app.tools.run $(if $(DURATION),--duration $(DURATION),)
 
 ## The whole test suite (CI calls this).
 test: $(STAMP)
@@ -28,7 +28,7 @@ test: $(STAMP)
 
 ## Only the embedded broker and registry, in the foreground.
 stack: $(STAMP)
-	$(BIN)/python -m app.stack
+	$(BIN)/python -m app.tools.stack
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

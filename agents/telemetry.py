@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
-from app.batching import SourceBatch
+from app.engine.batching import SourceBatch
+from app.engine.pipeline import SourcePipeline
 from app.main import app, partials_topics, runtime, windowed_tables
-from app.pipeline import SourcePipeline
 from app.validation.telemetry import validate
 from models.telemetry import TELEMETRY_AGGREGATES, TELEMETRY_TOPIC
 

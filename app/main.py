@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 
-from app.batching import StreamPulseApp
-from app.codec import RegistryCodec
-from app.pipeline import Runtime
-from app.publish import AggregatePublisher
+from app.engine.batching import StreamPulseApp
+from app.engine.codec import RegistryCodec
+from app.engine.pipeline import Runtime
+from app.engine.publish import AggregatePublisher
+from app.engine.tables import declare_windowed_table
+from app.engine.windowing import WindowedTable
 from app.settings import load_settings
-from app.tables import declare_windowed_table
-from app.windowing import WindowedTable
 from models.telemetry import TELEMETRY_AGGREGATES
 
 __all__ = ["app", "runtime", "settings", "windowed_tables"]
@@ -72,4 +72,4 @@ async def warm_schema_cache() -> None:
 
 
 import agents.telemetry  # noqa: E402,F401 - registers the telemetry agents
-from app import web as _web  # noqa: E402,F401 - registers the web views
+from app.web import routes as _routes  # noqa: E402,F401 - registers the web views

@@ -3,7 +3,7 @@
 Every implementation (naive Faust, the floor, Quix Streams) is configured by the same
 environment variables, decodes with the same :class:`TelemetryDecoder` (Confluent framing, the
 writer schema fetched from the registry by id, fastavro ``schemaless_reader`` with logical types
-left as their base types, exactly like ``app.codec``), validates with the product's
+left as their base types, exactly like ``app.engine.codec``), validates with the product's
 ``app.validation.telemetry.validate``, folds with the product's aggregation math
 (``models.telemetry``), and publishes each closed window as one JSON record (see
 :func:`window_record`) on its own output topic. The harness (``bench/telemetry.py``) starts
@@ -24,7 +24,7 @@ from typing import Any
 
 import fastavro
 
-from app.codec import parse_raw
+from app.engine.codec import parse_raw
 from models.windowed import Accumulator, WindowedAggregate
 
 __all__ = [

@@ -1,10 +1,10 @@
 """The benchmark's data: a fixed, seeded telemetry data set, its producer and its oracle.
 
 Throughput data set (:func:`realistic_events`, produced by :func:`build_datasets`): valid
-telemetry from ``app.simulator.telemetry.TelemetryFactory`` (seeded), event time spread evenly
+telemetry from ``app.tools.simulator.telemetry.TelemetryFactory`` (seeded), event time spread evenly
 over a number of tumbling windows starting at :data:`BASE_MS` (the factory's own 0-1.5 s jitter
 keeps event time roughly, not strictly, ordered). Each event is encoded once with fastavro and
-framed with ``app.codec.frame`` under the registry's id of ``acme-telemetry-value``, keyed by
+framed with ``app.engine.codec.frame`` under the registry's id of ``acme-telemetry-value``, keyed by
 ``customer_id``, partitioned with Kafka's murmur2 partitioner (as Java and aiokafka producers
 do), with its event time as the Kafka timestamp, in batches of at most 32 KiB.
 
@@ -41,9 +41,9 @@ from typing import Any
 import fastavro
 
 from app.catalog import load_schema
-from app.codec import frame, parse_raw
-from app.simulator.telemetry import TelemetryFactory
-from app.windowing import key_partition
+from app.engine.codec import frame, parse_raw
+from app.engine.windowing import key_partition
+from app.tools.simulator.telemetry import TelemetryFactory
 
 __all__ = [
     "BASE_MS",

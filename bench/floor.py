@@ -4,7 +4,7 @@
 stream processor cannot do less than: fetch big batches, decode and validate every event
 (same decoder and rules as everyone), fold it into the three aggregates in plain dicts, and
 publish each window when it closes. Window close uses the product's rule
-(``app.windowing.PartitionClock``): the watermark is the lowest of the source partitions'
+(``app.engine.windowing.PartitionClock``): the watermark is the lowest of the source partitions'
 highest event times, a window closes when it passes end + grace, and when every partition has
 been idle for ``IDLE_ADVANCE_SECONDS`` the watermark advances with wall-clock time. No state
 store, no changelog: offsets are auto-committed. It is the ceiling (floor of cost) against
@@ -20,8 +20,8 @@ import logging
 import time
 from typing import Any
 
+from app.engine.windowing import PartitionClock, encode_key
 from app.validation.telemetry import validate
-from app.windowing import PartitionClock, encode_key
 from bench.common import BenchConfig, StatusFile, TelemetryDecoder, window_record
 from models.telemetry import TELEMETRY_AGGREGATES
 

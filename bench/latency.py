@@ -31,8 +31,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from app.tables import partials_topic_name
-from app.windowing import encode_key, key_partition
+from app.engine.tables import partials_topic_name
+from app.engine.windowing import encode_key, key_partition
 from bench.dataset import (
     KEY_FIELDS,
     SOURCE_TOPIC,

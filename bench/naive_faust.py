@@ -9,7 +9,7 @@ so one changelog record per aggregate per event. Table keys are ``<group key>@<w
 
 Faust's windowed tables cannot do what the contract asks (``on_window_close`` runs on wall-clock
 time, without grace: see lessons.md), so windows are closed here by the product's event-time
-rule (``app.windowing.PartitionClock``: lowest of the source partitions' highest event times,
+rule (``app.engine.windowing.PartitionClock``: lowest of the source partitions' highest event times,
 idle advance after ``IDLE_ADVANCE_SECONDS``); a closed window's record is sent to the output
 topic. Closed windows stay in the tables (nothing deletes them), as in a first version.
 
@@ -38,8 +38,8 @@ from typing import Any
 
 import faust
 
+from app.engine.windowing import PartitionClock, encode_key
 from app.validation.telemetry import validate
-from app.windowing import PartitionClock, encode_key
 from bench.common import BenchConfig, StatusFile, TelemetryDecoder, window_record
 from models.telemetry import TELEMETRY_AGGREGATES
 

@@ -49,8 +49,8 @@ import threading
 import time
 from typing import Any
 
+from app.engine.windowing import decode_key, encode_key
 from app.validation.telemetry import validate
-from app.windowing import decode_key, encode_key
 from bench.common import BenchConfig, StatusFile, TelemetryDecoder, window_record
 from models.telemetry import TELEMETRY_AGGREGATES
 from models.windowed import WindowedAggregate

@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.run import start_worker, stop_process, wait_ready
-from app.stack import EmbeddedStack, free_port
-from app.tables import partials_topic_name
+from app.engine.tables import partials_topic_name
+from app.tools.run import start_worker, stop_process, wait_ready
+from app.tools.stack import EmbeddedStack, free_port
 from bench.dataset import (
     SOURCE_TOPIC,
     TABLES,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from app.run import start_worker, stop_process, wait_ready
-from app.stack import EmbeddedStack, free_port
+from app.tools.run import start_worker, stop_process, wait_ready
+from app.tools.stack import EmbeddedStack, free_port
 
 PARTITIONS = 4
 

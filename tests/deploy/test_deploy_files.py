@@ -87,6 +87,7 @@ CONTRACT_METRICS = {
     "streampulse_event_lag_seconds": "histogram",
     "streampulse_registry_requests_total": "counter",
     "streampulse_table_keys": "gauge",
+    "streampulse_ab_reassignments_total": "counter",  # the A/B join (not built yet)
 }
 
 _PROMQL_FUNCTION_NAMES = """
@@ -747,7 +748,7 @@ def _faust_metric_names() -> set[str]:
     registers them, prefix and ``_seconds`` renames included), from a fresh registry."""
     from prometheus_client import CollectorRegistry
 
-    from app.faust_metrics import create_metrics
+    from app.web.faust_metrics import create_metrics
 
     registry = CollectorRegistry()
     create_metrics(registry)

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from app.catalog import SCHEMA_DIR
-from app.codec import Decoded, RegistryCodec
-from app.simulator.downloads import ContentDownloadFactory, ContentDownloadV2Factory
-from app.simulator.population import Population
+from app.engine.codec import Decoded, RegistryCodec
+from app.tools.simulator.downloads import ContentDownloadFactory, ContentDownloadV2Factory
+from app.tools.simulator.population import Population
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Event replay (seed 003): ``python -m app.replay`` rebuilds the telemetry aggregates from history.
+"""Event replay (seed 003): ``python -m app.tools.replay`` rebuilds telemetry aggregates.
 
 Telemetry over four 10-second windows in the past is produced with confluent-kafka's producer
 and AvroSerializer, half with the v1 ``TelemetryEvent`` schema and half with an evolved,
@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from app.catalog import DERIVED_TOPICS, SCHEMA_DIR
-from app.results import read_dead_letters, read_derived
+from app.tools.results import read_dead_letters, read_derived
 from tests.integration.test_telemetry_pipeline import (
     BASE_MS,
     TELEMETRY_TABLES,
@@ -91,7 +91,7 @@ def run_replay(stack: Any, *args: str) -> subprocess.CompletedProcess:
     }  # fmt: skip
     env.pop("APP_ID", None)
     result = subprocess.run(
-        [sys.executable, "-m", "app.replay", "--topic", TOPIC, "--idle-seconds", "2",
+        [sys.executable, "-m", "app.tools.replay", "--topic", TOPIC, "--idle-seconds", "2",
          "--timeout", "60", *args],
         env=env, capture_output=True, text=True, timeout=90,
     )  # fmt: skip
@@ -171,7 +171,7 @@ def test_replay_rebuilds_aggregates_from_two_schema_versions(stack) -> None:
 
 def test_replay_of_a_topic_without_agent_fails_clearly() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "app.replay", "--topic", "orders.raw"],
+        [sys.executable, "-m", "app.tools.replay", "--topic", "orders.raw"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 1

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from app.catalog import DERIVED_TOPICS, SCHEMA_DIR
-from app.results import read_dead_letters, read_derived
-from app.simulator.telemetry import RULE_BREAKERS, TelemetryFactory, break_rule
+from app.tools.results import read_dead_letters, read_derived
+from app.tools.simulator.telemetry import RULE_BREAKERS, TelemetryFactory, break_rule
 
 pytestmark = pytest.mark.integration
 

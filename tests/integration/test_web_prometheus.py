@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from app.run import stop_process
-from app.stack import free_port, wait_for_port
+from app.tools.run import stop_process
+from app.tools.stack import free_port, wait_for_port
 from tests.integration.web_support import (
     WORKER_ENV,
     debian_tool,

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import pytest
 
-from app.windowing import key_partition, serialized_key
+from app.engine.windowing import key_partition, serialized_key
 from tests.integration.web_support import (
     BUFFERING,
     TELEMETRY_TABLES,

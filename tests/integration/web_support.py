@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import pytest
 
 from app.catalog import SCHEMA_DIR
-from app.simulator.telemetry import TelemetryFactory
+from app.tools.simulator.telemetry import TelemetryFactory
 
 T = TypeVar("T")
 

@@ -18,9 +18,9 @@ from aiokafka.partitioner import DefaultPartitioner
 from fastavro.validation import validate as avro_validate
 
 from app.catalog import SCHEMA_DIR
-from app.codec import parse_raw
-from app.publish import derived_record, record_event_id
-from app.windowing import build_partials, decode_key, encode_key, key_partition
+from app.engine.codec import parse_raw
+from app.engine.publish import derived_record, record_event_id
+from app.engine.windowing import build_partials, decode_key, encode_key, key_partition
 from models.telemetry import BufferingAggregate, CompletionAggregate, ErrorsAggregate
 from models.windowed import merge_into
 

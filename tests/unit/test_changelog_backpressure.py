@@ -3,7 +3,7 @@
 import asyncio
 from types import SimpleNamespace
 
-from app.batching import wait_for_changelog_room
+from app.engine.batching import wait_for_changelog_room
 
 
 class FakeBuffer:

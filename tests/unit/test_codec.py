@@ -15,8 +15,8 @@ from typing import Any
 import fastavro
 import pytest
 
-from app.codec import Decoded, DecodeFailure, RegistryCodec, frame, split_frame
-from app.dlq import dlq_headers
+from app.engine.codec import Decoded, DecodeFailure, RegistryCodec, frame, split_frame
+from app.engine.dlq import dlq_headers
 from app.settings import Settings, load_settings
 
 # -- framing ----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from prometheus_client import CollectorRegistry, generate_latest
 
-from app.faust_metrics import LATENCY_HISTOGRAMS, create_metrics, install
+from app.web.faust_metrics import LATENCY_HISTOGRAMS, create_metrics, install
 
 
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:

@@ -18,15 +18,15 @@ from typing import Any
 import pytest
 from faust.types import TP
 
-from app.batching import SourceBatch
-from app.simulator.telemetry import TelemetryFactory
-from app.windowing import (
+from app.engine.batching import SourceBatch
+from app.engine.windowing import (
     WindowedTable,
     build_partials,
     encode_key,
     key_partition,
     serialized_key,
 )
+from app.tools.simulator.telemetry import TelemetryFactory
 from models.telemetry import TELEMETRY_AGGREGATES
 
 PARTITIONS = 4

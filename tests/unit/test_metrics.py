@@ -6,7 +6,7 @@ import random
 
 from prometheus_client import CollectorRegistry, Histogram
 
-from app.metrics import observe_many, observe_spread
+from app.engine.metrics import observe_many, observe_spread
 
 
 def _samples(histogram: Histogram) -> dict[tuple[str, str], float]:

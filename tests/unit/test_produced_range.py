@@ -4,8 +4,8 @@ from types import SimpleNamespace
 
 from faust.types import TP
 
-from app.batching import SourceBatch
-from app.pipeline import produced_range
+from app.engine.batching import SourceBatch
+from app.engine.pipeline import produced_range
 
 
 def _batch(partition: int, stamps: list[int | None]) -> SourceBatch:

@@ -19,9 +19,9 @@ from aiokafka.structs import OffsetAndTimestamp
 from faust.exceptions import ImproperlyConfigured
 from faust.types import TP
 
-from app.batching import SourceBatch, StreamPulseApp
-from app.replay import default_app_id, parse_from
+from app.engine.batching import SourceBatch, StreamPulseApp
 from app.settings import Settings
+from app.tools.replay import default_app_id, parse_from
 
 
 def make_app() -> tuple[StreamPulseApp, dict[str, list[SourceBatch]]]:

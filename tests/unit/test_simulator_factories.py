@@ -24,8 +24,8 @@ from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.validation import validate
 
 from app.catalog import SOURCE_TOPICS, load_schema
-from app.simulator import downloads, lens, orders
-from app.simulator.population import EXPERIMENTS, EventFactory, Population
+from app.tools.simulator import downloads, lens, orders
+from app.tools.simulator.population import EXPERIMENTS, EventFactory, Population
 
 SEED = 20240601
 NOW_MS = 1_717_200_000_000

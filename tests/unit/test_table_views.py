@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.table_views import (
+from app.engine.windowing import encode_key
+from app.web.views import (
     DEFAULT_LIMIT,
     MAX_LIMIT,
     QueryError,
@@ -18,7 +19,6 @@ from app.table_views import (
     table_info,
     table_rows,
 )
-from app.windowing import encode_key
 from models.telemetry import BufferingAggregate, CompletionAggregate
 from models.windowed import Accumulator, WindowedAggregate
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.windowing import PartitionClock
+from app.engine.windowing import PartitionClock
 
 IDLE = 5.0
 T0 = 1000.0  # monotonic seconds when the clock is created

@@ -41,9 +41,11 @@ from prometheus_client import REGISTRY
 from prometheus_client.exposition import choose_encoder
 from yarl import URL
 
-from app import faust_metrics, metrics
+from app.engine import metrics
+from app.engine.windowing import WindowedTable
 from app.main import app, runtime, windowed_tables
-from app.table_views import (
+from app.web import faust_metrics
+from app.web.views import (
     QueryError,
     key_detail,
     parse_limit,
@@ -52,7 +54,6 @@ from app.table_views import (
     table_info,
     table_rows,
 )
-from app.windowing import WindowedTable
 
 __all__ = [
     "ROUTED_HEADER",

@@ -14,9 +14,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from app import metrics
 from app.catalog import DERIVED_TOPICS
-from app.codec import RegistryCodec
+from app.engine import metrics
+from app.engine.codec import RegistryCodec
 from models.windowed import Accumulator, WindowedAggregate
 
 __all__ = ["PRODUCER", "AggregatePublisher", "derived_record", "record_event_id"]

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.catalog import SOURCE_TOPICS
-from app.simulator.population import EventFactory, Population, User, rng_uuid
+from app.tools.simulator.population import EventFactory, Population, User, rng_uuid
 
 __all__ = [
     "CATALOG",

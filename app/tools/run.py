@@ -23,8 +23,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.results import read_dead_letters, read_derived, summarize
-from app.stack import EmbeddedStack, free_port
+from app.tools.results import read_dead_letters, read_derived, summarize
+from app.tools.stack import EmbeddedStack, free_port
 
 __all__ = ["main", "start_worker", "wait_ready"]
 
@@ -76,7 +76,7 @@ def print_summary(stack: EmbeddedStack, title: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    parser = argparse.ArgumentParser(prog="python -m app.run", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m app.tools.run", description=__doc__)
     parser.add_argument("--duration", type=float, default=float(os.environ.get("DURATION") or 0))
     parser.add_argument("--rate", type=float, default=float(os.environ.get("RATE") or 300))
     parser.add_argument("--seed", type=int, default=int(os.environ.get("SEED") or 1))

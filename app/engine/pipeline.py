@@ -14,13 +14,13 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from app import metrics
-from app.batching import SourceBatch
 from app.catalog import SOURCE_TOPICS
-from app.codec import Decoded, RegistryCodec
-from app.dlq import DeadLetters
+from app.engine import metrics
+from app.engine.batching import SourceBatch
+from app.engine.codec import Decoded, RegistryCodec
+from app.engine.dlq import DeadLetters
+from app.engine.windowing import WindowedTable
 from app.validation import UNKNOWN_EVENT_TYPE, Violation
-from app.windowing import WindowedTable
 
 __all__ = ["Runtime", "SourcePipeline", "produced_range"]
 

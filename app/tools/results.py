@@ -1,6 +1,6 @@
 """Read back what the worker published: derived topics and the DLQ, decoded, for people and tests.
 
-``python -m app.results`` prints a summary of every derived topic and the DLQ reasons.
+``python -m app.tools.results`` prints a summary of every derived topic and the DLQ reasons.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.catalog import DERIVED_TOPICS, DLQ_TOPIC
-from app.codec import Decoded, RegistryCodec
+from app.engine.codec import Decoded, RegistryCodec
 from app.settings import load_settings
 
 __all__ = [
@@ -150,7 +150,7 @@ async def _main(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    parser = argparse.ArgumentParser(prog="python -m app.results", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m app.tools.results", description=__doc__)
     parser.add_argument("--topics", default="", help="comma-separated derived topics")
     return asyncio.run(_main(parser.parse_args(argv)))
 

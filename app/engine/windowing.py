@@ -41,9 +41,9 @@ from typing import Any, TextIO
 
 from aiokafka.partitioner import murmur2
 
-from app import metrics
-from app.batching import SourceBatch, table_context, wait_for_changelog_room
-from app.publish import AggregatePublisher, derived_record
+from app.engine import metrics
+from app.engine.batching import SourceBatch, table_context, wait_for_changelog_room
+from app.engine.publish import AggregatePublisher, derived_record
 from models.windowed import Accumulator, WindowedAggregate, merge_into
 
 __all__ = [

@@ -26,7 +26,7 @@ from fastavro.read import SchemaResolutionError
 from schema_registry.client import AsyncSchemaRegistryClient
 from schema_registry.client.schema import AvroSchema
 
-from app import metrics
+from app.engine import metrics
 
 __all__ = [
     "MAGIC_BYTE",

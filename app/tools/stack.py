@@ -1,6 +1,6 @@
 """The embedded stack for development, demos and tests: Tansu broker + our Schema Registry.
 
-``python -m app.stack`` (``make stack``) starts both on free loopback ports (or the ports in
+``python -m app.tools.stack`` (``make stack``) starts both on free loopback ports (or the ports in
 ``STACK_KAFKA_PORT`` / ``STACK_REGISTRY_PORT``), creates every topic with ``TOPIC_PARTITIONS``
 partitions (Tansu acknowledges and loses writes to missing topics, so nothing is left to
 auto-creation), registers every schema under ``<topic>-value``, prints
@@ -209,7 +209,9 @@ def _signals_raise_keyboard_interrupt() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m app.stack", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m app.tools.stack", description=__doc__.split("\n")[0]
+    )
     partitions = int(os.environ.get("TOPIC_PARTITIONS") or 8)
     parser.add_argument("--partitions", type=int, default=partitions)
     parser.add_argument("--state-dir", type=Path, default=Path(".stack"),

@@ -1,9 +1,9 @@
-"""``python -m app.replay``: rebuild a topic's derived aggregates from its history (seed 003).
+"""``python -m app.tools.replay``: rebuild a topic's derived aggregates from history (seed 003).
 
 ::
 
-    python -m app.replay --topic acme-telemetry [--from earliest | --from 2025-08-11T14:30:20Z]
-                         [--app-id NAME] [--idle-seconds N]
+    python -m app.tools.replay --topic acme-telemetry
+        [--from earliest | --from 2025-08-11T14:30:20Z] [--app-id NAME] [--idle-seconds N]
 
 What it does, in order:
 
@@ -12,8 +12,8 @@ What it does, in order:
    it ends: the end offsets that exist now, taken from a fetch's high watermark, because the
    embedded Tansu broker's ``ListOffsets(latest)`` answers the last batch's base offset + 1
    (lessons.md). Records produced after this moment are not part of the replay.
-2. Starts one worker (``faust -A app.main worker``, :func:`app.run.start_worker`) under a FRESH
-   ``APP_ID`` (default ``<APP_ID>-replay-<UTC timestamp>``): a new consumer group (so, with
+2. Starts one worker (``faust -A app.main worker``, :func:`app.tools.run.start_worker`) under a
+   FRESH ``APP_ID`` (default ``<APP_ID>-replay-<UTC timestamp>``): a new consumer group (so, with
    Faust's ``auto_offset_reset=earliest``, the topic is read from its first offset), new
    internal partials topics, new tables and changelogs, and a fresh ``DATA_DIR``. The worker
    gets ``SOURCE_TOPICS=<topic>`` (it consumes no other source topic; a topic without an agent
@@ -73,11 +73,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.results import assigned_consumer
-from app.run import start_worker, stop_process, wait_ready
+from app.engine.tables import partials_topic_name
 from app.settings import Settings, load_settings
-from app.stack import free_port
-from app.tables import partials_topic_name
+from app.tools.results import assigned_consumer
+from app.tools.run import start_worker, stop_process, wait_ready
+from app.tools.stack import free_port
 
 __all__ = [
     "OffsetRange",
@@ -424,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = load_settings()
     parser = argparse.ArgumentParser(
-        prog="python -m app.replay", description=__doc__.split("\n")[0],
+        prog="python -m app.tools.replay", description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     parser.add_argument("--topic", required=True, help="source topic to replay")

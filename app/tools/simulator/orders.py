@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.catalog import SOURCE_TOPICS
-from app.simulator.population import CURRENCY_RATES, EventFactory, Population, User, rng_uuid
+from app.tools.simulator.population import CURRENCY_RATES, EventFactory, Population, User, rng_uuid
 
 __all__ = ["EVENT_TYPES", "PAYMENT_METHODS", "OrderFactory", "factories"]
 

@@ -11,8 +11,8 @@ import asyncio
 import logging
 from typing import Any
 
-from app import metrics
 from app.catalog import DLQ_TOPIC
+from app.engine import metrics
 
 __all__ = ["DeadLetters", "dlq_headers"]
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import faust
 
-from app.publish import AggregatePublisher
+from app.engine.publish import AggregatePublisher
+from app.engine.windowing import WindowedTable
 from app.settings import Settings
-from app.windowing import WindowedTable
 from models.windowed import WindowedAggregate
 
 __all__ = ["ROCKSDB_OPTIONS", "declare_windowed_table", "partials_topic_name"]

@@ -20,7 +20,7 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from app.windowing import decode_key
+from app.engine.windowing import decode_key
 from models.windowed import WindowedAggregate
 
 __all__ = [

@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from app.simulator.population import EventFactory
+from app.tools.simulator.population import EventFactory
 
 __all__ = ["RULE_BREAKERS", "TelemetryFactory", "break_rule", "factories"]
 
