@@ -1,1 +1,15 @@
-"""Batch agents, one module per source domain. Thin: they wire topics to pipelines."""
+"""The source domains this worker consumes, one declaration per module.
+
+Each module declares a :class:`app.engine.domain.Domain` (topic, data-quality rules,
+aggregates); ``app/main.py`` wires them into the Faust app. Adding a domain is a module here,
+its rules in ``app/validation/`` and its aggregates in ``models/``.
+"""
+
+from __future__ import annotations
+
+from agents import telemetry
+from app.engine.domain import Domain
+
+__all__ = ["DOMAINS"]
+
+DOMAINS: tuple[Domain, ...] = (telemetry.DOMAIN,)

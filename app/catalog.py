@@ -30,11 +30,13 @@ DLQ_TOPIC = "streampulse.dlq"
 
 @dataclass(frozen=True)
 class TopicSpec:
-    """A contract topic: its name, value schema file (under ``schemas/``) and key field."""
+    """A contract topic: its name, value schema file (under ``schemas/``), key field and, for
+    source topics, the event-time field (epoch ms) its windows use (contract section 3)."""
 
     name: str
     schema_file: str
     key_field: str | None = None
+    time_field: str | None = None
 
     @property
     def subject(self) -> str:
@@ -47,14 +49,18 @@ class TopicSpec:
 SOURCE_TOPICS: dict[str, TopicSpec] = {
     spec.name: spec
     for spec in (
-        TopicSpec("acme-telemetry", "telemetry/TelemetryEvent.avsc", "customer_id"),
-        TopicSpec("content-downloads", "downloads/ContentDownloadEvent.avsc", "user_id"),
-        TopicSpec("orders.raw", "orders/OrderEvent.avsc", "order_id"),
-        TopicSpec("user-interactions", "lens/UserInteraction.avsc", "userId"),
-        TopicSpec("recommendation-requests", "lens/RecommendationRequest.avsc", "userId"),
-        TopicSpec("recommendation-responses", "lens/RecommendationResponse.avsc", "userId"),
-        TopicSpec("model-metrics", "lens/ModelMetric.avsc", "modelName"),
-        TopicSpec("ab-test-events", "lens/ABTestEvent.avsc", "userId"),
+        TopicSpec("acme-telemetry", "telemetry/TelemetryEvent.avsc", "customer_id",
+                  "event_timestamp"),
+        TopicSpec("content-downloads", "downloads/ContentDownloadEvent.avsc", "user_id",
+                  "timestamp"),
+        TopicSpec("orders.raw", "orders/OrderEvent.avsc", "order_id", "timestamp"),
+        TopicSpec("user-interactions", "lens/UserInteraction.avsc", "userId", "timestamp"),
+        TopicSpec("recommendation-requests", "lens/RecommendationRequest.avsc", "userId",
+                  "timestamp"),
+        TopicSpec("recommendation-responses", "lens/RecommendationResponse.avsc", "userId",
+                  "timestamp"),
+        TopicSpec("model-metrics", "lens/ModelMetric.avsc", "modelName", "timestamp"),
+        TopicSpec("ab-test-events", "lens/ABTestEvent.avsc", "userId", "timestamp"),
     )
 }
 

@@ -1,24 +1,21 @@
-"""The one Faust app: settings, codec, publisher and the tables, declared once.
+"""The one Faust app, wired from the domain declarations.
 
-Run a worker with ``faust -A app.main worker -l info --web-port <port>``. Agents live in
-``agents/`` (one module per source domain) and are imported at the bottom of this module, after
-the app and the tables they use exist.
+Run a worker with ``faust -A app.main worker -l info --web-port <port>``. Each source domain is
+declared once in ``agents/`` (topic, rules, aggregates); :class:`app.engine.wiring.Engine`
+builds its tables and batch agents here, and the web views are registered last.
 """
 
 from __future__ import annotations
 
 import logging
 
+from agents import DOMAINS
 from app.engine.batching import StreamPulseApp
 from app.engine.codec import RegistryCodec
-from app.engine.pipeline import Runtime
-from app.engine.publish import AggregatePublisher
-from app.engine.tables import declare_windowed_table
-from app.engine.windowing import WindowedTable
+from app.engine.wiring import Engine
 from app.settings import load_settings
-from models.telemetry import TELEMETRY_AGGREGATES
 
-__all__ = ["app", "runtime", "settings", "windowed_tables"]
+__all__ = ["app", "engine", "runtime", "settings", "windowed_tables"]
 
 log = logging.getLogger(__name__)
 # httpx logs every registry request at INFO; the codec's own metrics and warnings suffice.
@@ -51,18 +48,11 @@ app = StreamPulseApp(
     web_enabled=True,
 )
 
-codec = RegistryCodec(settings.schema_registry_url)
-runtime = Runtime(app, codec)
-publisher = AggregatePublisher(app, codec)
-
-#: table name -> (windowed table, its partials topic)
-windowed_tables: dict[str, WindowedTable] = {}
-partials_topics = {}
-for _aggregate in TELEMETRY_AGGREGATES:
-    windowed_tables[_aggregate.table], partials_topics[_aggregate.table] = (
-        declare_windowed_table(app, settings, _aggregate, publisher)
-    )
-
+engine = Engine(app, settings, RegistryCodec(settings.schema_registry_url))
+engine.add_domains(DOMAINS)
+runtime = engine.runtime
+#: table name -> its windowed table (the web views and replay read it)
+windowed_tables = engine.tables
 
 
 @app.task
@@ -71,5 +61,10 @@ async def warm_schema_cache() -> None:
     await runtime.ensure_started()
 
 
-import agents.telemetry  # noqa: E402,F401 - registers the telemetry agents
+@app.timer(interval=1.0)
+async def close_idle_windows() -> None:
+    """Close windows that the idle-advanced watermarks have passed."""
+    await engine.close_idle_windows()
+
+
 from app.web import routes as _routes  # noqa: E402,F401 - registers the web views

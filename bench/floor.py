@@ -2,8 +2,9 @@
 
 ``python -m bench.floor`` (configured by the environment, see ``bench/common.py``). What a
 stream processor cannot do less than: fetch big batches, decode and validate every event
-(same decoder and rules as everyone), fold it into the three aggregates in plain dicts, and
-publish each window when it closes. Window close uses the product's rule
+(same decoder and rules as everyone), fold each fetch per window and key with the product's
+aggregation math (``models/``) and merge it into plain dicts, and publish each window when it
+closes. Window close uses the product's rule
 (``app.engine.windowing.PartitionClock``): the watermark is the lowest of the source partitions'
 highest event times, a window closes when it passes end + grace, and when every partition has
 been idle for ``IDLE_ADVANCE_SECONDS`` the watermark advances with wall-clock time. No state
@@ -23,6 +24,7 @@ from typing import Any
 from app.engine.windowing import PartitionClock, encode_key
 from app.validation.telemetry import validate
 from bench.common import BenchConfig, StatusFile, TelemetryDecoder, window_record
+from models.combine import Accumulator
 from models.telemetry import TELEMETRY_AGGREGATES
 
 log = logging.getLogger("bench.floor")
@@ -45,7 +47,7 @@ async def run(config: BenchConfig) -> None:
     window_ms, grace_ms = config.window_ms, config.grace_ms
     aggregates = TELEMETRY_AGGREGATES
     #: per aggregate: window start -> key tuple -> accumulator
-    state: list[dict[int, dict[tuple[str, ...], list[float]]]] = [{} for _ in aggregates]
+    state: list[dict[int, dict[tuple[str, ...], Accumulator]]] = [{} for _ in aggregates]
     clock = PartitionClock(config.partitions, config.idle_advance_seconds, time.monotonic())
     consumed = invalid = late = published = 0
 
@@ -78,6 +80,7 @@ async def run(config: BenchConfig) -> None:
             status.first_consumed()
             # Late: the window had closed (end + grace passed) before this fetch.
             late_before = clock.watermark(now) - window_ms - grace_ms
+            by_window: dict[int, list[dict[str, Any]]] = {}
             for tp, records in batches.items():
                 consumed += len(records)
                 max_ts = -1
@@ -94,17 +97,22 @@ async def run(config: BenchConfig) -> None:
                     if start <= late_before:
                         late += 1
                         continue
-                    for aggregate, windows in zip(aggregates, state, strict=True):
-                        keys = windows.get(start)
-                        if keys is None:
-                            keys = windows[start] = {}
-                        key = aggregate.key_values(event)
-                        acc = keys.get(key)
-                        if acc is None:
-                            acc = keys[key] = aggregate.new()
-                        aggregate.add(acc, event)
+                    by_window.setdefault(start, []).append(event)
                 if max_ts >= 0:
                     clock.observe(tp.partition, max_ts, now)
+            # Fold the fetch per window and key, then merge into the state: the product's
+            # aggregation math used the way the worker uses it (combine, then merge).
+            for start, events in by_window.items():
+                for aggregate, windows in zip(aggregates, state, strict=True):
+                    keys = windows.get(start)
+                    if keys is None:
+                        keys = windows[start] = {}
+                    for key, acc in aggregate.fold(events).items():
+                        existing = keys.get(key)
+                        if existing is None:
+                            keys[key] = acc
+                        else:
+                            aggregate.merge(existing, acc)
             await close_due(now)
             status.update(consumed=consumed, invalid=invalid, late=late, published=published)
     finally:

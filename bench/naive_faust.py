@@ -129,7 +129,7 @@ async def telemetry(stream: Any) -> None:
             key = table_key(key_values, start)
             acc = table.get(key)
             if acc is None:
-                acc = aggregate.new()
+                acc = aggregate.create()
                 open_windows[start].add((index, key_values))
             aggregate.add(acc, value)
             table[key] = acc

@@ -52,8 +52,8 @@ from typing import Any
 from app.engine.windowing import decode_key, encode_key
 from app.validation.telemetry import validate
 from bench.common import BenchConfig, StatusFile, TelemetryDecoder, window_record
+from models.combine import Aggregate
 from models.telemetry import TELEMETRY_AGGREGATES
-from models.windowed import WindowedAggregate
 
 log = logging.getLogger("bench.quix")
 
@@ -145,7 +145,7 @@ def build_app(config: BenchConfig, status: StatusFile) -> Any:
 
 
 def _aggregate_branch(
-    sdf: Any, aggregate: WindowedAggregate, window_ms: int, grace_ms: int, on_late: Any
+    sdf: Any, aggregate: Aggregate, window_ms: int, grace_ms: int, on_late: Any
 ) -> Any:
     fields = (*aggregate.key_fields, *NEEDED_FIELDS[aggregate.table])
 
@@ -156,7 +156,7 @@ def _aggregate_branch(
         return encode_key(aggregate.key_values(value))
 
     def initializer(value: dict[str, Any]) -> list[float]:
-        acc = aggregate.new()
+        acc = aggregate.create()
         aggregate.add(acc, value)
         return acc
 

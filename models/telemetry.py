@@ -1,114 +1,76 @@
 """Telemetry aggregates of the contract (section 3): buffering, completion and errors.
 
-Each class is the aggregation math only: group key, fold, metric fields. Windowing, tables
-and publishing are generic (``app/windowing.py``).
+Declarations only (``models/combine.py``): group key, fields, record metrics. The events are
+seed 002's playback telemetry, validated by ``app/validation/telemetry.py``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from models.combine import Aggregate, Count, FloatSum, Sum, ratio
 
-from models.windowed import Accumulator, WindowedAggregate, ratio
-
-__all__ = ["TELEMETRY_AGGREGATES", "BufferingAggregate", "CompletionAggregate", "ErrorsAggregate"]
-
-TELEMETRY_TOPIC = "acme-telemetry"
+__all__ = ["BUFFERING", "COMPLETION", "ERRORS", "TELEMETRY_AGGREGATES"]
 
 
-class BufferingAggregate(WindowedAggregate):
-    table = "agg.telemetry.buffering"
-    source_topic = TELEMETRY_TOPIC
-    event_type = "telemetry.buffering"
-    key_fields = ("country", "isp")
-    slots = ("events", "buffering_events", "buffering_seconds", "watch_seconds")
-    description = "Buffering per country and ISP: events, buffering events and seconds, ratio."
-
-    def key_values(self, event: dict[str, Any]) -> tuple[str, ...]:
-        return (event["country"], event["isp"])
-
-    def add(self, acc: Accumulator, event: dict[str, Any]) -> None:
-        acc[0] += 1
-        acc[1] += event["buffering_events"]
-        acc[2] += event["buffering_duration_seconds"]
-        acc[3] += event["watch_duration_seconds"]
-
-    def metrics(self, acc: Accumulator) -> dict[str, Any]:
-        events, buffering_events, buffering_seconds, watch_seconds = acc
-        return {
-            "events": int(events),
-            "buffering_events": int(buffering_events),
-            "buffering_seconds": int(buffering_seconds),
-            "watch_seconds": int(watch_seconds),
-            "buffering_ratio": ratio(buffering_seconds, watch_seconds),
-        }
+def _ended(event: dict) -> bool:
+    return event["event_type"] in ("stop", "complete")
 
 
-class CompletionAggregate(WindowedAggregate):
-    table = "agg.telemetry.completion"
-    source_topic = TELEMETRY_TOPIC
-    event_type = "telemetry.completion"
-    key_fields = ("title_id",)
-    slots = ("events", "starts", "completes", "ended", "completion_sum", "watch_seconds")
-    description = "Starts, completes, completion rate and mean completion per title."
-
-    def key_values(self, event: dict[str, Any]) -> tuple[str, ...]:
-        return (event["title_id"],)
-
-    def add(self, acc: Accumulator, event: dict[str, Any]) -> None:
-        acc[0] += 1
-        event_type = event["event_type"]
-        if event_type == "start":
-            acc[1] += 1
-        elif event_type == "complete":
-            acc[2] += 1
-            acc[3] += 1
-            acc[4] += event["completion_percentage"]
-        elif event_type == "stop":
-            acc[3] += 1
-            acc[4] += event["completion_percentage"]
-        acc[5] += event["watch_duration_seconds"]
-
-    def metrics(self, acc: Accumulator) -> dict[str, Any]:
-        _, starts, completes, ended, completion_sum, watch_seconds = acc
-        return {
-            "starts": int(starts),
-            "completes": int(completes),
-            "completion_rate": ratio(completes, starts),
-            "avg_completion_percentage": ratio(completion_sum, ended),
-            "watch_seconds": int(watch_seconds),
-        }
-
-
-class ErrorsAggregate(WindowedAggregate):
-    table = "agg.telemetry.errors"
-    source_topic = TELEMETRY_TOPIC
-    event_type = "telemetry.errors"
-    key_fields = ("device_os", "app_version")
-    slots = ("events", "error_events", "error_count")
-    description = "Playback errors per device OS and app version: events with errors, rate."
-
-    def key_values(self, event: dict[str, Any]) -> tuple[str, ...]:
-        return (event["device_os"], event["app_version"])
-
-    def add(self, acc: Accumulator, event: dict[str, Any]) -> None:
-        acc[0] += 1
-        errors = event["error_count"]
-        if errors > 0:
-            acc[1] += 1
-            acc[2] += errors
-
-    def metrics(self, acc: Accumulator) -> dict[str, Any]:
-        events, error_events, error_count = acc
-        return {
-            "events": int(events),
-            "error_events": int(error_events),
-            "error_count": int(error_count),
-            "error_rate": ratio(error_events, events),
-        }
-
-
-TELEMETRY_AGGREGATES: tuple[WindowedAggregate, ...] = (
-    BufferingAggregate(),
-    CompletionAggregate(),
-    ErrorsAggregate(),
+BUFFERING = Aggregate(
+    table="agg.telemetry.buffering",
+    event_type="telemetry.buffering",
+    description="Buffering per country and ISP: events, buffering events and seconds, ratio.",
+    key={"country": "country", "isp": "isp"},
+    fields={
+        "buffering_events": Sum("buffering_events"),
+        "buffering_seconds": Sum("buffering_duration_seconds"),
+        "watch_seconds": Sum("watch_duration_seconds"),
+    },
+    metrics=lambda v: {
+        "events": v["events"],
+        "buffering_events": v["buffering_events"],
+        "buffering_seconds": v["buffering_seconds"],
+        "watch_seconds": v["watch_seconds"],
+        "buffering_ratio": ratio(v["buffering_seconds"], v["watch_seconds"]),
+    },
 )
+
+COMPLETION = Aggregate(
+    table="agg.telemetry.completion",
+    event_type="telemetry.completion",
+    description="Starts, completes, completion rate and mean completion per title.",
+    key={"title_id": "title_id"},
+    fields={
+        "starts": Count(where=lambda e: e["event_type"] == "start"),
+        "completes": Count(where=lambda e: e["event_type"] == "complete"),
+        # The mean completion is over stop and complete events (contract section 3).
+        "ended": Count(where=_ended),
+        "completion_sum": FloatSum("completion_percentage", where=_ended),
+        "watch_seconds": Sum("watch_duration_seconds"),
+    },
+    metrics=lambda v: {
+        "starts": v["starts"],
+        "completes": v["completes"],
+        "completion_rate": ratio(v["completes"], v["starts"]),
+        "avg_completion_percentage": ratio(v["completion_sum"], v["ended"]),
+        "watch_seconds": v["watch_seconds"],
+    },
+)
+
+ERRORS = Aggregate(
+    table="agg.telemetry.errors",
+    event_type="telemetry.errors",
+    description="Playback errors per device OS and app version: events with errors, rate.",
+    key={"device_os": "device_os", "app_version": "app_version"},
+    fields={
+        "error_events": Count(where=lambda e: e["error_count"] > 0),
+        "error_count": Sum("error_count"),
+    },
+    metrics=lambda v: {
+        "events": v["events"],
+        "error_events": v["error_events"],
+        "error_count": v["error_count"],
+        "error_rate": ratio(v["error_events"], v["events"]),
+    },
+)
+
+TELEMETRY_AGGREGATES: tuple[Aggregate, ...] = (BUFFERING, COMPLETION, ERRORS)

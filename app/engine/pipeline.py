@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from app.catalog import SOURCE_TOPICS
@@ -19,15 +19,13 @@ from app.engine import metrics
 from app.engine.batching import SourceBatch
 from app.engine.codec import Decoded, RegistryCodec
 from app.engine.dlq import DeadLetters
+from app.engine.domain import Validator
 from app.engine.windowing import WindowedTable
-from app.validation import UNKNOWN_EVENT_TYPE, Violation
+from app.validation import RULE_ERROR, UNKNOWN_EVENT_TYPE, Violation
 
 __all__ = ["Runtime", "SourcePipeline", "produced_range"]
 
 log = logging.getLogger(__name__)
-
-Validator = Callable[[dict[str, Any]], Violation | None]
-
 
 def produced_range(batches: Sequence[SourceBatch]) -> tuple[int, int]:
     """Oldest and newest Kafka record timestamp (production time, epoch ms) of a fetch, for
@@ -92,7 +90,12 @@ class SourcePipeline:
             if type(result) is not Decoded:
                 dead_letters.add(topic, partition, record, result.reason, result.message)
                 continue
-            violation = validate(result.value)
+            try:
+                violation = validate(result.value)
+            except Exception as exc:  # a rule that cannot read the record: still not a crash
+                log.exception("validating %s partition=%d offset=%d raised", topic, partition,
+                              record.offset)  # fmt: skip
+                violation = Violation(RULE_ERROR, f"a data-quality rule raised {exc!r}")
             if violation is None:
                 valid.append(result.value)
                 continue

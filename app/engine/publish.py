@@ -17,7 +17,7 @@ from typing import Any
 from app.catalog import DERIVED_TOPICS
 from app.engine import metrics
 from app.engine.codec import RegistryCodec
-from models.windowed import Accumulator, WindowedAggregate
+from models.combine import Accumulator, Aggregate
 
 __all__ = ["PRODUCER", "AggregatePublisher", "derived_record", "record_event_id"]
 
@@ -31,7 +31,7 @@ def record_event_id(table: str, key: str, window_start: int) -> str:
 
 
 def derived_record(
-    aggregate: WindowedAggregate,
+    aggregate: Aggregate,
     key: str,
     key_values: Sequence[str],
     window_start: int,
@@ -51,7 +51,7 @@ def derived_record(
         "window_end": window_start + window_ms,
     }
     record.update(zip(aggregate.key_fields, key_values, strict=True))
-    record.update(aggregate.metrics(acc))
+    record.update(aggregate.extract(acc))
     return record
 
 

@@ -15,7 +15,7 @@ import faust
 from app.engine.publish import AggregatePublisher
 from app.engine.windowing import WindowedTable
 from app.settings import Settings
-from models.windowed import WindowedAggregate
+from models.combine import Aggregate
 
 __all__ = ["ROCKSDB_OPTIONS", "declare_windowed_table", "partials_topic_name"]
 
@@ -37,9 +37,16 @@ def partials_topic_name(app_id: str, table: str) -> str:
 
 
 def declare_windowed_table(
-    app: Any, settings: Settings, aggregate: WindowedAggregate, publisher: AggregatePublisher
+    app: Any,
+    settings: Settings,
+    aggregate: Aggregate,
+    publisher: AggregatePublisher,
+    *,
+    source_topic: str,
+    time_field: str,
 ) -> tuple[WindowedTable, Any]:
-    """Declare the Faust table and partials topic of ``aggregate``; return both."""
+    """Declare the Faust table and partials topic of ``aggregate`` (fed by ``source_topic``,
+    windowed by its ``time_field``); return both."""
     table = app.Table(
         aggregate.table,
         default=None,
@@ -62,6 +69,8 @@ def declare_windowed_table(
     windowed = WindowedTable(
         app=app,
         aggregate=aggregate,
+        source_topic=source_topic,
+        time_field=time_field,
         table=table,
         partials_topic=topic.get_topic_name(),
         publisher=publisher,

@@ -44,7 +44,7 @@ from aiokafka.partitioner import murmur2
 from app.engine import metrics
 from app.engine.batching import SourceBatch, table_context, wait_for_changelog_room
 from app.engine.publish import AggregatePublisher, derived_record
-from models.windowed import Accumulator, WindowedAggregate, merge_into
+from models.combine import Accumulator, Aggregate
 
 __all__ = [
     "Partials",
@@ -90,24 +90,32 @@ def key_partition(key_bytes: bytes, partitions: int) -> int:
 
 
 def build_partials(
-    aggregate: WindowedAggregate, events: Sequence[dict[str, Any]], window_ms: int
+    aggregate: Aggregate, events: Sequence[dict[str, Any]], window_ms: int, time_field: str
 ) -> Partials:
-    """Fold ``events`` into one accumulator per (group key, window start)."""
-    by_tuple: dict[tuple[str, ...], dict[int, Accumulator]] = {}
+    """Fold ``events`` into one accumulator per (group key, window start): grouped first, then
+    each group folded at once (``Aggregate.add_all``: a pass per field, not a call per event).
+    ``time_field`` is the source topic's event time (epoch ms)."""
+    groups: dict[tuple[str, ...], dict[int, list[dict[str, Any]]]] = {}
     key_values = aggregate.key_values
-    add = aggregate.add
-    new = aggregate.new
     for event in events:
-        ts = event["event_timestamp"]
+        ts = event[time_field]
         window_start = ts - ts % window_ms
-        windows = by_tuple.get(key := key_values(event))
+        windows = groups.get(key := key_values(event))
         if windows is None:
-            windows = by_tuple[key] = {}
-        acc = windows.get(window_start)
-        if acc is None:
-            acc = windows[window_start] = new()
-        add(acc, event)
-    return {encode_key(k): v for k, v in by_tuple.items()}
+            windows = groups[key] = {}
+        group = windows.get(window_start)
+        if group is None:
+            windows[window_start] = [event]
+        else:
+            group.append(event)
+    create, add_all = aggregate.create, aggregate.add_all
+    partials: Partials = {}
+    for key, windows in groups.items():
+        partials[encode_key(key)] = folded = {}
+        for window_start, group in windows.items():
+            folded[window_start] = acc = create()
+            add_all(acc, group)
+    return partials
 
 
 class PartitionClock:
@@ -148,13 +156,19 @@ class PartitionClock:
 
 
 class WindowedTable:
-    """Table side of one derived aggregate: merge partials, close windows, publish."""
+    """One derived aggregate's table, fed by one source topic: the source side ships its
+    partials (:meth:`ship`), the table side merges them, closes windows and publishes.
+
+    ``time_field`` is the source topic's event-time field (epoch ms), ``source_topic`` labels
+    the late-events metric."""
 
     def __init__(
         self,
         *,
         app: Any,
-        aggregate: WindowedAggregate,
+        aggregate: Aggregate,
+        source_topic: str,
+        time_field: str,
         table: Any,
         partials_topic: str,
         publisher: AggregatePublisher,
@@ -169,6 +183,8 @@ class WindowedTable:
         self.app = app
         self.merge_locally = merge_locally
         self.aggregate = aggregate
+        self.source_topic = source_topic
+        self.time_field = time_field
         self.table = table
         self.partials_topic = partials_topic
         self.publisher = publisher
@@ -201,7 +217,7 @@ class WindowedTable:
         table partition gets one, so every watermark moves; every one carries the
         production-time range of the fetch's events (``produced_ms``: oldest, newest) for the
         table-latency measurement. Returns the delivery futures to await before acking."""
-        partials = build_partials(self.aggregate, events, self.window_ms)
+        partials = build_partials(self.aggregate, events, self.window_ms, self.time_field)
         by_partition: dict[int, list[tuple[str, dict[int, Accumulator]]]] = defaultdict(list)
         partitions = self.partitions
         for key, windows in partials.items():
@@ -277,6 +293,7 @@ class WindowedTable:
         partitions not merged for that reason; the caller ships them through the partials
         topic, where whoever owns them next finds them."""
         not_merged: set[int] = set()
+        size = self.aggregate.size
         async with self._lock:
             self._maybe_reindex()
             now = time.monotonic()
@@ -285,7 +302,9 @@ class WindowedTable:
                 if not self._owns_partitions_still(generation):
                     not_merged.add(partition)
                     continue
-                events += sum(acc[0] for windows in partials.values() for acc in windows.values())
+                events += sum(
+                    size(acc) for windows in partials.values() for acc in windows.values()
+                )
                 self._apply(partition, partials, source_times, [], now)
                 await wait_for_changelog_room(self.app)
             if produced_ms[0] and events:
@@ -343,18 +362,19 @@ class WindowedTable:
                 if event_ms > source_times.get(source, -1):
                     source_times[source] = event_ms
             events = 0
+            size, merge = self.aggregate.size, self.aggregate.merge
             for key, key_windows in payload["k"].items():
                 windows = merged.get(key)
                 if windows is None:
                     windows = merged[key] = {}
                 for start, acc in key_windows.items():
-                    events += acc[0]
+                    events += size(acc)
                     start_ms = int(start)
                     existing = windows.get(start_ms)
                     if existing is None:
                         windows[start_ms] = acc
                     else:
-                        merge_into(existing, acc)
+                        merge(existing, acc)
             if payload.get("p") and events:
                 produced.append((payload["p"], payload["q"], int(events)))
         self._apply(batch.partition, merged, source_times, produced, now)
@@ -374,6 +394,7 @@ class WindowedTable:
         open_index = self._open[partition]
         late = 0
         table = self.table
+        size, merge = self.aggregate.size, self.aggregate.merge
         with table_context(self.app, self.partials_topic, partition):
             for key, windows in merged.items():
                 state = table.get(key) or {"open": {}, "closed": {}}
@@ -381,17 +402,17 @@ class WindowedTable:
                 for start_ms, acc in windows.items():
                     start = str(start_ms)
                     if start in closed or self._is_closed(start_ms, watermark):
-                        late += int(acc[0])
+                        late += size(acc)
                         continue
                     existing = opened.get(start)
                     if existing is None:
                         opened[start] = acc
                         open_index[start_ms].add(key)
                     else:
-                        merge_into(existing, acc)
+                        merge(existing, acc)
                 table[key] = state
         if late:
-            metrics.LATE_EVENTS.labels(topic=self.aggregate.source_topic).inc(late)
+            metrics.LATE_EVENTS.labels(topic=self.source_topic).inc(late)
         if produced:
             self._observe_latency(produced)
         for source, event_ms in source_times.items():

@@ -276,7 +276,7 @@ def _replayed_tables(topic: str) -> list[str]:
             name for t in app._batch_topics if not t.internal for name in t.topics
         )
         raise ReplayError(f"no agent consumes {topic!r}; topics with agents: {sources}")
-    return [name for name, w in windowed_tables.items() if w.aggregate.source_topic == topic]
+    return [name for name, w in windowed_tables.items() if w.source_topic == topic]
 
 
 # -- the replay ---------------------------------------------------------------------------------

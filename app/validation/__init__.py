@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["UNKNOWN_EVENT_TYPE", "Violation"]
+__all__ = ["RULE_ERROR", "UNKNOWN_EVENT_TYPE", "Violation"]
 
 UNKNOWN_EVENT_TYPE = "unknown_event_type"
+#: A rule raised instead of answering (a record shape it did not expect): dead-lettered with
+#: the exception, so a gap in a rule never stops the worker.
+RULE_ERROR = "validation.rule_error"
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,7 +139,10 @@ class TableList(_TableView):
 
     async def get(self, request: Request) -> Response:
         return self.json(
-            [table_info(w.aggregate, w.window_ms, w.grace_ms) for w in windowed_tables.values()]
+            [
+                table_info(w.aggregate, w.source_topic, w.window_ms, w.grace_ms)
+                for w in windowed_tables.values()
+            ]
         )
 
 

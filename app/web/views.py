@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from app.engine.windowing import decode_key
-from models.windowed import WindowedAggregate
+from models.combine import Accumulator, Aggregate
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -58,14 +58,14 @@ class QueryError(ValueError):
         return {"error": self.message, "parameter": self.parameter}
 
 
-def metric_fields(aggregate: WindowedAggregate) -> tuple[str, ...]:
-    """The record's metric fields, in record order (those ``aggregate.metrics`` returns)."""
-    return tuple(aggregate.metrics(aggregate.new()))
+def metric_fields(aggregate: Aggregate) -> tuple[str, ...]:
+    """The record's metric fields, in record order (those ``aggregate.extract`` returns)."""
+    return tuple(aggregate.extract(aggregate.create()))
 
 
-def sortable_fields(aggregate: WindowedAggregate) -> tuple[str, ...]:
+def sortable_fields(aggregate: Aggregate) -> tuple[str, ...]:
     """Metric fields that hold a number (or null): maps and lists cannot order rows."""
-    sample = aggregate.metrics(aggregate.new())
+    sample = aggregate.extract(aggregate.create())
     return tuple(name for name, value in sample.items() if value is None or _is_number(value))
 
 
@@ -78,13 +78,15 @@ def seconds(ms: int) -> int | float:
     return ms // 1000 if ms % 1000 == 0 else ms / 1000
 
 
-def table_info(aggregate: WindowedAggregate, window_ms: int, grace_ms: int) -> dict[str, Any]:
+def table_info(
+    aggregate: Aggregate, source_topic: str, window_ms: int, grace_ms: int
+) -> dict[str, Any]:
     """One entry of ``GET /tables/``."""
     return {
         "name": aggregate.table,
         "description": aggregate.description,
         "event_type": aggregate.event_type,
-        "source_topic": aggregate.source_topic,
+        "source_topic": source_topic,
         "window_seconds": seconds(window_ms),
         "grace_seconds": seconds(grace_ms),
         "key_fields": list(aggregate.key_fields),
@@ -108,7 +110,7 @@ def parse_limit(raw: str | None) -> int:
     return value
 
 
-def parse_sort(raw: str | None, aggregate: WindowedAggregate) -> str | None:
+def parse_sort(raw: str | None, aggregate: Aggregate) -> str | None:
     """``?sort=``: one of the table's numeric metric fields; absent or empty: default order."""
     if raw is None or raw == "":
         return None
@@ -122,12 +124,12 @@ def parse_sort(raw: str | None, aggregate: WindowedAggregate) -> str | None:
 
 
 def window_row(
-    aggregate: WindowedAggregate,
+    aggregate: Aggregate,
     key: str,
     key_values: tuple[str, ...],
     window_start: int,
     window_ms: int,
-    acc: list[float],
+    acc: Accumulator,
     closed: bool,
 ) -> Row:
     """One window of one key, with the record's metric fields."""
@@ -136,12 +138,12 @@ def window_row(
     row["window_start"] = window_start
     row["window_end"] = window_start + window_ms
     row["closed"] = closed
-    row.update(aggregate.metrics(acc))
+    row.update(aggregate.extract(acc))
     return row
 
 
 def key_rows(
-    aggregate: WindowedAggregate, key: str, state: Mapping[str, Any] | None, window_ms: int
+    aggregate: Aggregate, key: str, state: Mapping[str, Any] | None, window_ms: int
 ) -> list[Row]:
     """Every window the table holds for ``key`` (open and closed, newest first).
 
@@ -185,7 +187,7 @@ def sort_rows(rows: list[Row], sort: str | None) -> list[Row]:
 
 
 def table_rows(
-    aggregate: WindowedAggregate,
+    aggregate: Aggregate,
     items: Iterable[tuple[str, Mapping[str, Any] | None]],
     window_ms: int,
     *,
@@ -202,7 +204,7 @@ def table_rows(
 
 
 def key_detail(
-    aggregate: WindowedAggregate, key: str, state: Mapping[str, Any] | None, window_ms: int
+    aggregate: Aggregate, key: str, state: Mapping[str, Any] | None, window_ms: int
 ) -> dict[str, Any] | None:
     """``GET /tables/{name}/{key}/``: the key's fields and windows; ``None`` when it has none."""
     windows = key_rows(aggregate, key, state, window_ms)

@@ -1,7 +1,7 @@
-"""Telemetry aggregation math, windowing helpers and derived records, against hand-worked numbers.
+"""Telemetry aggregates, windowing helpers and derived records, against hand-worked numbers.
 
 Every expected number below was summed by hand from the literal events (the working is in the
-comments); none is computed with ``models/`` or ``app/windowing.py``.
+comments); none is computed with ``models/`` or ``app/engine/windowing.py``.
 """
 
 from __future__ import annotations
@@ -21,12 +21,7 @@ from app.catalog import SCHEMA_DIR
 from app.engine.codec import parse_raw
 from app.engine.publish import derived_record, record_event_id
 from app.engine.windowing import build_partials, decode_key, encode_key, key_partition
-from models.telemetry import BufferingAggregate, CompletionAggregate, ErrorsAggregate
-from models.windowed import merge_into
-
-BUFFERING = BufferingAggregate()
-COMPLETION = CompletionAggregate()
-ERRORS = ErrorsAggregate()
+from models.telemetry import BUFFERING, COMPLETION, ERRORS
 
 
 def ev(
@@ -161,7 +156,7 @@ def test_fold_and_metrics_match_hand_computed(aggregate: Any, expected: dict) ->
     folded = aggregate.fold(EVENTS)
     assert set(folded) == set(expected)
     for key, want in expected.items():
-        assert_metrics(aggregate.metrics(folded[key]), want)
+        assert_metrics(aggregate.extract(folded[key]), want)
 
 
 @pytest.mark.parametrize(
@@ -175,7 +170,7 @@ def test_fold_and_metrics_match_hand_computed(aggregate: Any, expected: dict) ->
     ],
 )  # fmt: skip
 def test_ratios_are_null_when_denominators_are_zero(aggregate: Any, expected: dict) -> None:
-    assert_metrics(aggregate.metrics(aggregate.new()), expected)
+    assert_metrics(aggregate.extract(aggregate.create()), expected)
 
 
 def test_avg_completion_counts_only_stop_and_complete() -> None:
@@ -189,7 +184,7 @@ def test_avg_completion_counts_only_stop_and_complete() -> None:
         ev(4, event_type="stop", completion=30.0, **base),
         ev(5, event_type="complete", completion=90.0, **base),
     ]
-    metrics = COMPLETION.metrics(COMPLETION.fold(events)[(T1,)])
+    metrics = COMPLETION.extract(COMPLETION.fold(events)[(T1,)])
     assert metrics["avg_completion_percentage"] == pytest.approx(60.0)
     assert metrics["completion_rate"] == pytest.approx(1.0)
 
@@ -200,32 +195,30 @@ def test_error_events_count_events_not_errors() -> None:
     events = [ev(i, errors=e, **base) for i, e in enumerate([0, 100, 1, 0, 0])]
     # events 5, with errors 2, errors 101, rate 2/5
     assert_metrics(
-        ERRORS.metrics(ERRORS.fold(events)[("tvOS", "2.0.0")]),
+        ERRORS.extract(ERRORS.fold(events)[("tvOS", "2.0.0")]),
         {"events": 5, "error_events": 2, "error_count": 101, "error_rate": 0.4},
     )
 
 
 @pytest.mark.parametrize(("aggregate", "expected"), CASES)
 @pytest.mark.parametrize("split", [0, 1, 3, 6, 7])
-def test_merge_into_equals_folding_everything(aggregate: Any, expected: dict, split: int) -> None:
+def test_merge_equals_folding_everything(aggregate: Any, expected: dict, split: int) -> None:
     first, second = aggregate.fold(EVENTS[:split]), aggregate.fold(EVENTS[split:])
-    merged = {key: list(acc) for key, acc in first.items()}
+    merged = dict(first)
     for key, acc in second.items():
-        if key in merged:
-            merge_into(merged[key], acc)
-        else:
-            merged[key] = list(acc)
+        merged[key] = aggregate.merge(merged.get(key) or aggregate.create(), acc)
     whole = aggregate.fold(EVENTS)
     assert merged == whole
     for key, want in expected.items():
-        assert_metrics(aggregate.metrics(merged[key]), want)
+        assert_metrics(aggregate.extract(merged[key]), want)
 
 
-def test_merge_into_adds_slot_by_slot_and_leaves_other_alone() -> None:
-    target, other = [1, 2, 3.5], [10, 0, 0.25]
-    merge_into(target, other)
-    assert target == [11, 2, 3.75]
-    assert other == [10, 0, 0.25]
+def test_merge_adds_field_by_field_and_leaves_other_alone() -> None:
+    # buffering: events, buffering_events, buffering_seconds, watch_seconds
+    target, other = [1, 2, 3, 4], [10, 0, 5, 1]
+    assert BUFFERING.merge(target, other) is target
+    assert target == [11, 2, 8, 5]
+    assert other == [10, 0, 5, 1]
 
 
 def test_fold_does_not_modify_events() -> None:
@@ -250,7 +243,7 @@ def test_build_partials_windows() -> None:
         ev(4, ts=W0 - 1, watch=80, buf_seconds=8, **mk),  # previous window
         ev(5, ts=W0 + 45_123, watch=160, buf_seconds=16, **mk),  # floor -> W0
     ]
-    partials = build_partials(BUFFERING, events, 60_000)
+    partials = build_partials(BUFFERING, events, 60_000, "event_timestamp")
     assert partials == {
         "United States|Comcast": {
             # events, buffering_events, buffering_seconds, watch_seconds
@@ -270,12 +263,12 @@ def test_build_partials_splits_keys_and_floors_to_the_window_size() -> None:
         ev(3, country="A|B", isp="50%", ts=10_000, **mk),
         ev(4, country="A|B", isp="50%", ts=20_000, **mk),
     ]
-    partials = build_partials(BUFFERING, events, 10_000)
+    partials = build_partials(BUFFERING, events, 10_000, "event_timestamp")
     assert partials == {
         "A%7CB|50%25": {10_000: [2, 0, 0, 14], 20_000: [1, 0, 0, 7]},
         "A|B%7C50%25": {10_000: [1, 0, 0, 7]},
     }
-    assert build_partials(BUFFERING, [], 10_000) == {}
+    assert build_partials(BUFFERING, [], 10_000, "event_timestamp") == {}
 
 
 @pytest.mark.parametrize(

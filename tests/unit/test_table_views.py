@@ -19,34 +19,22 @@ from app.web.views import (
     table_info,
     table_rows,
 )
-from models.telemetry import BufferingAggregate, CompletionAggregate
-from models.windowed import Accumulator, WindowedAggregate
+from models.combine import Aggregate, Count, CountBy
+from models.telemetry import BUFFERING, COMPLETION
 
 W = 10_000  # window size, ms
 T0 = 1_754_922_600_000
 
-BUFFERING = BufferingAggregate()
-
-
-class MapAggregate(WindowedAggregate):
-    """An aggregate with a map-valued metric (like agg.downloads.errors' error_codes)."""
-
-    table = "agg.test.maps"
-    source_topic = "test"
-    event_type = "test.maps"
-    key_fields = ("region",)
-    slots = ("events", "failed")
-    description = "test"
-
-    def key_values(self, event):  # pragma: no cover - not used here
-        return (event["region"],)
-
-    def add(self, acc, event):  # pragma: no cover - not used here
-        acc[0] += 1
-
-    def metrics(self, acc: Accumulator):
-        return {"attempts": int(acc[0]), "error_codes": {"E1": int(acc[1])},
-                "error_rate": acc[1] / acc[0] if acc[0] else None}  # fmt: skip
+#: An aggregate with a map-valued metric (like agg.downloads.errors' error_codes).
+MAPS = Aggregate(
+    table="agg.test.maps",
+    event_type="test.maps",
+    description="test",
+    key={"region": "region"},
+    fields={"failed": Count(where=lambda e: e["failed"]), "error_codes": CountBy("code")},
+    metrics=lambda v: {"attempts": v["events"], "error_codes": v["error_codes"],
+                       "error_rate": v["failed"] / v["events"] if v["events"] else None},
+)  # fmt: skip
 
 
 def state(open_=None, closed=None):
@@ -72,11 +60,11 @@ def test_metric_and_sortable_fields() -> None:
         "events", "buffering_events", "buffering_seconds", "watch_seconds", "buffering_ratio",
     )  # fmt: skip
     assert sortable_fields(BUFFERING) == metric_fields(BUFFERING)
-    assert sortable_fields(MapAggregate()) == ("attempts", "error_rate")
+    assert sortable_fields(MAPS) == ("attempts", "error_rate")
 
 
 def test_table_info() -> None:
-    assert table_info(BUFFERING, 10_000, 2_000) == {
+    assert table_info(BUFFERING, "acme-telemetry", 10_000, 2_000) == {
         "name": "agg.telemetry.buffering",
         "description": BUFFERING.description,
         "event_type": "telemetry.buffering",
@@ -87,7 +75,7 @@ def test_table_info() -> None:
         "metric_fields": list(metric_fields(BUFFERING)),
         "sortable_fields": list(metric_fields(BUFFERING)),
     }
-    assert table_info(BUFFERING, 1_500, 0)["window_seconds"] == 1.5
+    assert table_info(BUFFERING, "acme-telemetry", 1_500, 0)["window_seconds"] == 1.5
 
 
 @pytest.mark.parametrize(
@@ -120,7 +108,7 @@ def test_parse_sort() -> None:
         assert caught.value.parameter == "sort"
         assert "buffering_ratio" in caught.value.message  # the message lists what is allowed
     with pytest.raises(QueryError):
-        parse_sort("error_codes", MapAggregate())  # a map cannot order rows
+        parse_sort("error_codes", MAPS)  # a map cannot order rows
 
 
 def test_key_rows_hand_computed() -> None:
@@ -195,9 +183,9 @@ def test_sort_ties_break_by_default_order() -> None:
 
 
 def test_key_detail() -> None:
-    completion = CompletionAggregate()
-    # [events, starts, completes, ended, completion_sum, watch_seconds]
-    value = state(open_={T0: [6, 4, 1, 3, 210.0, 900]})
+    completion = COMPLETION
+    # [events, starts, completes, ended, completion_sum (exact parts), watch_seconds]
+    value = state(open_={T0: [6, 4, 1, 3, [210.0], 900]})
     detail = key_detail(completion, "TITLE_1", value, W)
     assert detail == {
         "table": "agg.telemetry.completion",
