@@ -27,6 +27,9 @@ from bench.common import BenchConfig, StatusFile, TelemetryDecoder, window_recor
 from models.combine import Accumulator
 from models.telemetry import TELEMETRY_AGGREGATES
 
+#: Records folded together (the worker's default MAX_BATCH_RECORDS per fetch).
+FOLD_SLICE = 10_000
+
 log = logging.getLogger("bench.floor")
 
 
@@ -80,39 +83,42 @@ async def run(config: BenchConfig) -> None:
             status.first_consumed()
             # Late: the window had closed (end + grace passed) before this fetch.
             late_before = clock.watermark(now) - window_ms - grace_ms
-            by_window: dict[int, list[dict[str, Any]]] = {}
             for tp, records in batches.items():
                 consumed += len(records)
                 max_ts = -1
                 decode = decoder.decode
-                for record in records:
-                    event: dict[str, Any] | None = decode(record.value)
-                    if event is None or validate(event) is not None:
-                        invalid += 1
-                        continue
-                    ts = event["event_timestamp"]
-                    if ts > max_ts:
-                        max_ts = ts
-                    start = ts - ts % window_ms
-                    if start <= late_before:
-                        late += 1
-                        continue
-                    by_window.setdefault(start, []).append(event)
+                # In slices of FOLD_SLICE records, as the worker folds a fetch of at most
+                # MAX_BATCH_RECORDS: the decoded events of a slice are held until it is folded.
+                for first in range(0, len(records), FOLD_SLICE):
+                    by_window: dict[int, list[dict[str, Any]]] = {}
+                    for record in records[first : first + FOLD_SLICE]:
+                        event: dict[str, Any] | None = decode(record.value)
+                        if event is None or validate(event) is not None:
+                            invalid += 1
+                            continue
+                        ts = event["event_timestamp"]
+                        if ts > max_ts:
+                            max_ts = ts
+                        start = ts - ts % window_ms
+                        if start <= late_before:
+                            late += 1
+                            continue
+                        by_window.setdefault(start, []).append(event)
+                    # The product's aggregation math used as the worker uses it: fold per
+                    # window and key, then merge into the state.
+                    for start, events in by_window.items():
+                        for aggregate, windows in zip(aggregates, state, strict=True):
+                            keys = windows.get(start)
+                            if keys is None:
+                                keys = windows[start] = {}
+                            for key, acc in aggregate.fold(events).items():
+                                existing = keys.get(key)
+                                if existing is None:
+                                    keys[key] = acc
+                                else:
+                                    aggregate.merge(existing, acc)
                 if max_ts >= 0:
                     clock.observe(tp.partition, max_ts, now)
-            # Fold the fetch per window and key, then merge into the state: the product's
-            # aggregation math used the way the worker uses it (combine, then merge).
-            for start, events in by_window.items():
-                for aggregate, windows in zip(aggregates, state, strict=True):
-                    keys = windows.get(start)
-                    if keys is None:
-                        keys = windows[start] = {}
-                    for key, acc in aggregate.fold(events).items():
-                        existing = keys.get(key)
-                        if existing is None:
-                            keys[key] = acc
-                        else:
-                            aggregate.merge(existing, acc)
             await close_due(now)
             status.update(consumed=consumed, invalid=invalid, late=late, published=published)
     finally:

@@ -30,7 +30,9 @@ import math
 import operator
 from abc import ABC, abstractmethod
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from functools import partial
+from itertools import compress
 from typing import Any
 
 from ddsketch import DDSketch, LogarithmicMapping
@@ -47,15 +49,19 @@ __all__ = [
     "Min",
     "Sketch",
     "Sum",
+    "Where",
     "exact_sum_parts",
+    "field_above",
+    "field_in",
+    "field_is",
     "getter",
+    "mapper",
     "ratio",
 ]
 
 Event = Mapping[str, Any]
 #: A field's input: an event field path (``"download.speed_mbps"``) or a function of the event.
 Getter = str | Callable[[Event], Any]
-Predicate = Callable[[Event], bool]
 Accumulator = list[Any]
 
 
@@ -65,7 +71,7 @@ def ratio(numerator: float, denominator: float) -> float | None:
 
 
 def getter(path: Getter) -> Callable[[Event], Any]:
-    """A function reading ``path`` (dotted for nested records) from an event."""
+    """A function reading ``path`` (dotted for nested records) from one event."""
     if callable(path):
         return path
     parts = path.split(".")
@@ -82,6 +88,71 @@ def getter(path: Getter) -> Callable[[Event], Any]:
         return value
 
     return get
+
+
+def mapper(path: Getter) -> Callable[[Iterable[Event]], Iterator[Any]]:
+    """A function mapping events to their ``path`` values; for a field path a chain of
+    ``map(itemgetter)``, so the whole pass runs in C (no Python call per event)."""
+    if callable(path):
+        return partial(map, path)
+    getters = tuple(operator.itemgetter(part) for part in path.split("."))
+    if len(getters) == 1:
+        return partial(map, getters[0])
+
+    def values(events: Iterable[Event]) -> Iterator[Any]:
+        out: Iterator[Any] = iter(events)
+        for get in getters:
+            out = map(get, out)
+        return out
+
+    return values
+
+
+class Where:
+    """Which events a field counts: any predicate of the event, or (faster) a test of one
+    field's value (:func:`field_is`, :func:`field_in`, :func:`field_above`), which selects a
+    group of events in C."""
+
+    def __init__(self, predicate: Callable[[Event], bool]) -> None:
+        self._predicate = predicate
+
+    def __call__(self, event: Event) -> bool:
+        return bool(self._predicate(event))
+
+    def select(self, events: Sequence[Event]) -> Sequence[Event]:
+        return [event for event in events if self._predicate(event)]
+
+    def count(self, events: Sequence[Event]) -> int:
+        return sum(map(bool, map(self._predicate, events)))
+
+
+class _FieldTest(Where):
+    def __init__(self, path: str, test: Callable[[Any], bool]) -> None:
+        self._get = getter(path)
+        self._values = mapper(path)
+        self._test = test
+        super().__init__(lambda event: test(self._get(event)))
+
+    def select(self, events: Sequence[Event]) -> Sequence[Event]:
+        return list(compress(events, map(self._test, self._values(events))))
+
+    def count(self, events: Sequence[Event]) -> int:
+        return sum(map(self._test, self._values(events)))
+
+
+def field_is(path: str, value: Any) -> Where:
+    """Events whose ``path`` equals ``value``."""
+    return _FieldTest(path, partial(operator.eq, value))
+
+
+def field_in(path: str, values: Iterable[Any]) -> Where:
+    """Events whose ``path`` is one of ``values``."""
+    return _FieldTest(path, frozenset(values).__contains__)
+
+
+def field_above(path: str, threshold: float) -> Where:
+    """Events whose ``path`` is greater than ``threshold``."""
+    return _FieldTest(path, partial(operator.lt, threshold))
 
 
 def exact_sum_parts(values: Iterable[float]) -> list[float]:
@@ -108,27 +179,33 @@ class FieldKind(ABC):
     """One named field of an accumulator: how its state starts, grows, merges and reads.
 
     ``value`` says what the field reads from each event, ``where`` which events it counts
-    (all when None). A state is JSON data; ``merge`` may update ``state`` in place and returns
-    the merged state, and never changes ``other`` or keeps a reference into it.
+    (all when None; a predicate of the event or a :class:`Where`). A state is JSON data;
+    ``merge`` may update ``state`` in place and returns the merged state, and never changes
+    ``other`` or keeps a reference into it.
     """
 
     needs_value = True
 
-    def __init__(self, value: Getter | None = None, *, where: Predicate | None = None) -> None:
+    def __init__(
+        self,
+        value: Getter | None = None,
+        *,
+        where: Where | Callable[[Event], bool] | None = None,
+    ) -> None:
         if self.needs_value and value is None:
             raise TypeError(f"{type(self).__name__} needs the value it reads from each event")
         self.value = value
-        self.get = getter(value) if value is not None else None
-        self.where = where
+        self.values_of = mapper(value) if value is not None else None
+        self.where = where if where is None or isinstance(where, Where) else Where(where)
 
     def selected(self, events: Sequence[Event]) -> Sequence[Event]:
         """The events this field counts."""
-        return events if self.where is None else [e for e in events if self.where(e)]
+        return events if self.where is None else self.where.select(events)
 
-    def values(self, events: Sequence[Event]) -> list[Any]:
+    def values(self, events: Sequence[Event]) -> Iterator[Any]:
         """The field's input values of the events it counts."""
-        assert self.get is not None
-        return list(map(self.get, self.selected(events)))
+        assert self.values_of is not None
+        return self.values_of(self.selected(events))
 
     @abstractmethod
     def create(self) -> Any:
@@ -156,7 +233,7 @@ class Count(FieldKind):
         return 0
 
     def add_all(self, state: int, events: Sequence[Event]) -> int:
-        return state + len(self.selected(events))
+        return state + (len(events) if self.where is None else self.where.count(events))
 
     def merge(self, state: int, other: int) -> int:
         return state + other
@@ -169,8 +246,7 @@ class Sum(FieldKind):
         return 0
 
     def add_all(self, state: int, events: Sequence[Event]) -> int:
-        assert self.get is not None
-        return state + sum(map(self.get, self.selected(events)))
+        return state + sum(self.values(events))
 
     def merge(self, state: int, other: int) -> int:
         return state + other
@@ -188,8 +264,8 @@ class FloatSum(FieldKind):
         return []
 
     def add_all(self, state: list[float], events: Sequence[Event]) -> list[float]:
-        values = self.values(events)
-        return exact_sum_parts([*state, *values]) if values else state
+        pending = [*state, *self.values(events)]
+        return exact_sum_parts(pending) if len(pending) > len(state) else state
 
     def merge(self, state: list[float], other: list[float]) -> list[float]:
         return exact_sum_parts([*state, *other]) if other else state
@@ -207,10 +283,9 @@ class Min(FieldKind):
         return None
 
     def add_all(self, state: Any, events: Sequence[Event]) -> Any:
-        values = self.values(events)
-        if not values:
+        best = self.pick(self.values(events), default=None)
+        if best is None:
             return state
-        best = self.pick(values)
         return best if state is None else self.pick(state, best)
 
     def merge(self, state: Any, other: Any) -> Any:
@@ -262,7 +337,7 @@ class Sketch(FieldKind):
         self,
         value: Getter,
         *,
-        where: Predicate | None = None,
+        where: Where | Callable[[Event], bool] | None = None,
         relative_accuracy: float = 0.01,
     ) -> None:
         super().__init__(value, where=where)

@@ -7,19 +7,13 @@ Prices and speeds are Avro ``float``: summed as decoded, exactly (:class:`FloatS
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from models.combine import Aggregate, Count, CountBy, FloatSum, Sum, ratio
+from models.combine import Aggregate, Count, CountBy, FloatSum, Sum, field_is, ratio
 
 __all__ = ["DOWNLOADS_AGGREGATES", "DOWNLOADS_ERRORS"]
 
-
-def _status(status: str) -> Callable[[dict[str, Any]], bool]:
-    return lambda event: event["download"]["status"] == status
-
-
-_SUCCESS, _FAILED, _CANCELLED = _status("success"), _status("failed"), _status("cancelled")
+_SUCCESS = field_is("download.status", "success")
+_FAILED = field_is("download.status", "failed")
+_CANCELLED = field_is("download.status", "cancelled")
 
 DOWNLOADS_ERRORS = Aggregate(
     table="agg.downloads.errors",

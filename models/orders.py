@@ -6,7 +6,7 @@ Declarations only (``models/combine.py``). Events are seed 001's ``OrderEvent``,
 
 from __future__ import annotations
 
-from models.combine import Aggregate, CountBy, FloatSum, ratio
+from models.combine import Aggregate, CountBy, FloatSum, field_is, ratio
 
 __all__ = ["ORDERS_AGGREGATES", "ORDERS_SUMMARY"]
 
@@ -36,7 +36,7 @@ ORDERS_SUMMARY = Aggregate(
     fields={
         "events_by_type": CountBy("event_type"),
         "gross_revenue": FloatSum(
-            "payload.total_amount", where=lambda e: e["event_type"] == "ORDER_CREATED"
+            "payload.total_amount", where=field_is("event_type", "ORDER_CREATED")
         ),
     },
     metrics=_metrics,

@@ -6,13 +6,12 @@ seed 002's playback telemetry, validated by ``app/validation/telemetry.py``.
 
 from __future__ import annotations
 
-from models.combine import Aggregate, Count, FloatSum, Sum, ratio
+from models.combine import Aggregate, Count, FloatSum, Sum, field_above, field_in, field_is, ratio
 
 __all__ = ["BUFFERING", "COMPLETION", "ERRORS", "TELEMETRY_AGGREGATES"]
 
-
-def _ended(event: dict) -> bool:
-    return event["event_type"] in ("stop", "complete")
+# The mean completion is over stop and complete events (contract section 3).
+_ENDED = field_in("event_type", ("stop", "complete"))
 
 
 BUFFERING = Aggregate(
@@ -40,11 +39,10 @@ COMPLETION = Aggregate(
     description="Starts, completes, completion rate and mean completion per title.",
     key={"title_id": "title_id"},
     fields={
-        "starts": Count(where=lambda e: e["event_type"] == "start"),
-        "completes": Count(where=lambda e: e["event_type"] == "complete"),
-        # The mean completion is over stop and complete events (contract section 3).
-        "ended": Count(where=_ended),
-        "completion_sum": FloatSum("completion_percentage", where=_ended),
+        "starts": Count(where=field_is("event_type", "start")),
+        "completes": Count(where=field_is("event_type", "complete")),
+        "ended": Count(where=_ENDED),
+        "completion_sum": FloatSum("completion_percentage", where=_ENDED),
         "watch_seconds": Sum("watch_duration_seconds"),
     },
     metrics=lambda v: {
@@ -62,7 +60,7 @@ ERRORS = Aggregate(
     description="Playback errors per device OS and app version: events with errors, rate.",
     key={"device_os": "device_os", "app_version": "app_version"},
     fields={
-        "error_events": Count(where=lambda e: e["error_count"] > 0),
+        "error_events": Count(where=field_above("error_count", 0)),
         "error_count": Sum("error_count"),
     },
     metrics=lambda v: {
