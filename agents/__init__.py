@@ -7,9 +7,9 @@ its rules in ``app/validation/`` and its aggregates in ``models/``.
 
 from __future__ import annotations
 
-from agents import telemetry
+from agents import downloads, orders, telemetry
 from app.engine.domain import Domain
 
 __all__ = ["DOMAINS"]
 
-DOMAINS: tuple[Domain, ...] = (telemetry.DOMAIN,)
+DOMAINS: tuple[Domain, ...] = (telemetry.DOMAIN, downloads.DOMAIN, orders.DOMAIN)

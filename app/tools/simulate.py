@@ -3,8 +3,12 @@
 ``python -m app.simulate --rate 200 --duration 60 --seed 7`` produces about 200 events/s for
 60 s (``--duration 0``: until Ctrl-C; ``--count N``: exactly N events). ``--topics`` narrows
 the topics, ``--bad-rate`` mixes in broken messages (garbage bytes, wrong magic byte, unknown
-schema id, truncated body, telemetry rule violations), ``--v2-rate`` writes that share of
-content downloads with the evolved v2 schema. A progress line goes to stderr.
+schema id, truncated body on every topic; data-quality rule violations on the topics whose
+simulator module has ``RULE_BREAKERS``; an event type this reader does not know, written with
+an evolved writer schema, where the module names a ``NEWER_EVENT_TYPE``), ``--v2-rate`` writes
+that share of content downloads with the evolved v2 schema. ``--report FILE`` writes what was
+sent, per topic, and the DLQ reason each broken message must get. A progress line goes to
+stderr.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import json
 import logging
 import random
 import signal
@@ -21,13 +26,16 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 from app.catalog import SOURCE_TOPICS, load_schema, subject_for
 from app.engine.codec import RegistryCodec, frame
 from app.settings import load_settings
 from app.tools.simulator.population import EventFactory, Population
 
-__all__ = ["BAD_KINDS", "Simulator", "corrupt", "main"]
+__all__ = ["BAD_KINDS", "Simulator", "corrupt", "main", "with_extra_symbol"]
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +54,22 @@ BAD_KINDS = {
     "wrong_magic": "decode.magic_byte",
     "unknown_schema": "decode.unknown_schema",
     "truncated": "decode.malformed",
-    "rule_violation": "validation.*",
+    "rule_violation": "validation.<the rule broken>",
+    "unknown_event_type": "unknown_event_type",
 }
+#: the kinds every topic gets (the others need its simulator module's help)
+FRAMING_KINDS = ("garbage", "wrong_magic", "unknown_schema", "truncated")
+
+
+def with_extra_symbol(schema: dict[str, Any], field_name: str, symbol: str) -> dict[str, Any]:
+    """A newer producer's schema: ``field_name``'s enum with one more symbol (BACKWARD
+    compatible: the old schema's data is still readable with it)."""
+    evolved = json.loads(json.dumps(schema))
+    for item in evolved["fields"]:
+        if item["name"] == field_name:
+            item["type"]["symbols"].append(symbol)
+            return evolved
+    raise ValueError(f"{schema['name']} has no field {field_name}")
 
 
 def corrupt(kind: str, good: bytes, rng: random.Random) -> bytes:
@@ -63,24 +85,30 @@ def corrupt(kind: str, good: bytes, rng: random.Random) -> bytes:
     raise ValueError(f"unknown bad-message kind {kind!r}")
 
 
-def load_factories(seed: int, topics: Sequence[str]) -> dict[str, EventFactory]:
-    """One factory per requested topic, from the domain modules under ``app.tools.simulator``."""
+def load_factories(
+    seed: int, topics: Sequence[str]
+) -> tuple[dict[str, EventFactory], dict[str, ModuleType]]:
+    """One factory per requested topic, and the module it comes from, from the domain modules
+    under ``app.tools.simulator``."""
     population = Population(seed)
     found: dict[str, EventFactory] = {}
+    modules: dict[str, ModuleType] = {}
     for name in DOMAIN_MODULES:
         module = importlib.import_module(f"app.tools.simulator.{name}")
         kwargs = {"seed": seed} if name == "telemetry" else {}
         for factory in module.factories(population, **kwargs):
             found.setdefault(factory.topic, factory)
+            modules.setdefault(factory.topic, module)
     missing = [t for t in topics if t not in found]
     if missing:
         raise SystemExit(f"no simulator factory for {', '.join(missing)}")
-    return {t: found[t] for t in topics}
+    return {t: found[t] for t in topics}, {t: modules[t] for t in topics}
 
 
 @dataclass
 class Simulator:
-    """Produces events through an aiokafka producer; counts what it sent by topic and kind."""
+    """Produces events through an aiokafka producer; counts what it sent by topic, and the
+    broken messages by topic and the DLQ reason each must get."""
 
     bootstrap: str
     registry_url: str
@@ -89,15 +117,27 @@ class Simulator:
     bad_rate: float = 0.0
     v2_rate: float = 0.0
     sent: Counter = field(default_factory=Counter)
+    #: (topic, DLQ reason) -> broken messages sent
     bad: Counter = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
-        self.factories = load_factories(self.seed, self.topics)
+        self.factories, self.modules = load_factories(self.seed, self.topics)
         self.weights = [TOPIC_WEIGHTS.get(t, 1) for t in self.topics]
         self.codec = RegistryCodec(self.registry_url, max_retries=20)
         self._ids: dict[str, int] = {}
         self._v2: EventFactory | None = None
+        #: per topic, the kinds of broken message it can get
+        self.bad_kinds = {topic: self._kinds_for(topic) for topic in self.topics}
+
+    def _kinds_for(self, topic: str) -> list[str]:
+        module = self.modules[topic]
+        kinds = list(FRAMING_KINDS)
+        if getattr(module, "RULE_BREAKERS", None):
+            kinds.append("rule_violation")
+        if getattr(module, "NEWER_EVENT_TYPE", None):
+            kinds.append("unknown_event_type")
+        return kinds
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
@@ -105,6 +145,12 @@ class Simulator:
         for topic, factory in self.factories.items():
             schema = load_schema(factory.schema_file)
             self._ids[topic] = await self.codec.schema_id_for(subject_for(topic), schema)
+            newer = getattr(self.modules[topic], "NEWER_EVENT_TYPE", None)
+            if self.bad_rate and newer:
+                evolved = with_extra_symbol(schema, "event_type", newer)
+                self._ids[f"{topic}.newer"] = await self.codec.schema_id_for(
+                    subject_for(topic), evolved
+                )
         if self.v2_rate and "content-downloads" in self.factories:
             from app.tools.simulator.downloads import ContentDownloadV2Factory
 
@@ -131,23 +177,34 @@ class Simulator:
         if self._v2 is not None and topic == "content-downloads" and rng.random() < self.v2_rate:
             factory, id_key = self._v2, "content-downloads.v2"
         key, value = factory.make(rng, now_ms)
-        kind = None
+        kind = reason = None
         if self.bad_rate and rng.random() < self.bad_rate:
-            kinds = [k for k in BAD_KINDS if k != "rule_violation" or topic == "acme-telemetry"]
-            kind = rng.choice(kinds)
+            kind = rng.choice(self.bad_kinds[topic])
+            reason = BAD_KINDS[kind]
+        module = self.modules[topic]
         if kind == "rule_violation":
-            from app.tools.simulator.telemetry import RULE_BREAKERS, break_rule
-
-            # unknown_event_type needs a writer schema with an extra enum symbol: see the tests.
-            rules = sorted(r for r in RULE_BREAKERS if r != "unknown_event_type")
-            value = break_rule(value, rng.choice(rules))
+            # unknown_event_type is its own kind: it needs the evolved writer schema.
+            rules = sorted(r for r in module.RULE_BREAKERS if r != "unknown_event_type")
+            rule = rng.choice(rules)
+            value = module.RULE_BREAKERS[rule](value)
+            reason = f"validation.{rule}"
+        elif kind == "unknown_event_type":
+            value = {**value, "event_type": module.NEWER_EVENT_TYPE}
+            id_key = f"{topic}.newer"
         encoded = self.codec.encode(self._ids[id_key], value)
-        if kind is not None and kind != "rule_violation":
+        if kind in FRAMING_KINDS:
             encoded = corrupt(kind, encoded, rng)
-        if kind is not None:
-            self.bad[kind] += 1
+        if reason is not None:
+            self.bad[(topic, reason)] += 1
         self.sent[topic] += 1
         return topic, key.encode(), encoded
+
+    def report(self) -> dict[str, Any]:
+        """What was sent per topic, and the DLQ reasons the broken messages must get."""
+        broken: dict[str, dict[str, int]] = {}
+        for (topic, reason), count in sorted(self.bad.items()):
+            broken.setdefault(topic, {})[reason] = count
+        return {"sent": dict(sorted(self.sent.items())), "broken": broken}
 
     async def run(self, rate: float, duration: float, count: int | None, progress: bool) -> None:
         """Send at ``rate`` events/s (0 = flat out) for ``duration`` s (0 = forever) or
@@ -212,6 +269,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--bad-rate", type=float, default=0.0, help="share of broken messages")
     parser.add_argument("--v2-rate", type=float, default=0.0,
                         help="share of content-downloads written with the v2 schema")
+    parser.add_argument("--report", type=Path, default=None,
+                        help="write what was sent (JSON: per topic, broken messages by reason)")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     return parser.parse_args(argv)  # fmt: skip
 
@@ -241,7 +300,12 @@ async def _main(args: argparse.Namespace) -> int:
     by_topic = ", ".join(f"{t}={n}" for t, n in sorted(simulator.sent.items()))
     print(f"sent {sum(simulator.sent.values())} events: {by_topic}", file=sys.stderr)
     if simulator.bad:
-        print(f"broken on purpose: {dict(simulator.bad)}", file=sys.stderr)
+        kinds = Counter()
+        for (_, reason), count in simulator.bad.items():
+            kinds[reason] += count
+        print(f"broken on purpose, by the DLQ reason due: {dict(kinds)}", file=sys.stderr)
+    if args.report:
+        args.report.write_text(json.dumps(simulator.report(), indent=2))
     return 0
 
 

@@ -171,9 +171,9 @@ def test_replay_rebuilds_aggregates_from_two_schema_versions(stack) -> None:
 
 def test_replay_of_a_topic_without_agent_fails_clearly() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "app.tools.replay", "--topic", "orders.raw"],
+        [sys.executable, "-m", "app.tools.replay", "--topic", "model-metrics"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 1
-    assert "no agent consumes 'orders.raw'" in result.stderr
+    assert "no agent consumes 'model-metrics'" in result.stderr
     assert "acme-telemetry" in result.stderr

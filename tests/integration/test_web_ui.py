@@ -23,10 +23,11 @@ import aiohttp
 import pytest
 
 from tests.integration.web_support import (
-    TELEMETRY_TABLES,
+    ALL_TABLES,
     WORKER_ENV,
     debian_tool,
     expected_buffering,
+    produce_downloads_and_orders,
     produce_telemetry,
     telemetry_events,
 )
@@ -111,7 +112,7 @@ async def drive(port: int, url: str, screenshot: Path, buffering_keys: set[str])
             await tools.call("Page.enable")
             await tools.call("Page.navigate", url=url)
             await tools.wait("the tables", "document.querySelectorAll('section[data-table]')"
-                             ".length === 3", timeout=15)  # fmt: skip
+                             f".length === {len(ALL_TABLES)}", timeout=15)  # fmt: skip
             rows = await tools.wait(
                 "rows in every table",
                 f"(() => {{ const r = {ROWS_SCRIPT}; "
@@ -153,6 +154,7 @@ def test_ui_shows_live_rows(stack, start_worker_process, chromium, tmp_path) -> 
     worker = start_worker_process("sp-ui", **WORKER_ENV)
     events = telemetry_events(1200, span_ms=35_000, seed=11)
     produce_telemetry(stack, events)
+    others = produce_downloads_and_orders(stack, 300, span_ms=35_000, seed=11)
     buffering_keys = {key for key, _ in expected_buffering(events)}
 
     profile = tmp_path / "chromium-profile"
@@ -177,12 +179,16 @@ def test_ui_shows_live_rows(stack, start_worker_process, chromium, tmp_path) -> 
                 browser.wait()
     print(f"screenshot: {screenshot} ({time.monotonic() - t0:.1f}s)")
 
-    assert set(seen["rows"]) == set(TELEMETRY_TABLES)
+    assert set(seen["rows"]) == set(ALL_TABLES)
     assert set(seen["rows"]["agg.telemetry.buffering"]) <= buffering_keys
     titles = {e["title_id"] for e in events}
     assert set(seen["rows"]["agg.telemetry.completion"]) <= titles
     errors_keys = {f"{e['device_os']}|{e['app_version']}" for e in events}
     assert set(seen["rows"]["agg.telemetry.errors"]) <= errors_keys
+    regions = {e["user_context"]["region"] for e in others["content-downloads"]}
+    assert set(seen["rows"]["agg.downloads.errors"]) <= regions
+    currencies = {e["payload"]["currency"] for e in others["orders.raw"]}
+    assert set(seen["rows"]["agg.orders.summary"]) <= currencies
     assert seen["detail"].startswith(seen["key"])
     png = screenshot.read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000

@@ -23,7 +23,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from app.catalog import SCHEMA_DIR
+from app.catalog import SCHEMA_DIR, SOURCE_TOPICS
+from app.tools.simulator.downloads import ContentDownloadFactory
+from app.tools.simulator.orders import OrderFactory
+from app.tools.simulator.population import Population
 from app.tools.simulator.telemetry import TelemetryFactory
 
 T = TypeVar("T")
@@ -32,6 +35,8 @@ WINDOW_MS = 10_000
 BASE_MS = 1_754_922_600_000  # 2025-08-11T14:30:00Z, aligned to the window
 BUFFERING = "agg.telemetry.buffering"
 TELEMETRY_TABLES = (BUFFERING, "agg.telemetry.completion", "agg.telemetry.errors")
+#: every table the worker declares, in the order of its domains (agents/__init__.py)
+ALL_TABLES = (*TELEMETRY_TABLES, "agg.downloads.errors", "agg.orders.summary")
 WORKER_ENV = {"WINDOW_SECONDS": "10", "GRACE_SECONDS": "2", "IDLE_ADVANCE_SECONDS": "2"}
 
 
@@ -62,6 +67,35 @@ def produce_telemetry(stack: Any, events: list[dict[str, Any]]) -> None:
     for event in events:
         producer.produce("acme-telemetry", key=event["customer_id"], value=serializer(event, ctx))
     assert producer.flush(30) == 0
+
+
+def produce_downloads_and_orders(
+    stack: Any, count: int, span_ms: int, seed: int
+) -> dict[str, list[dict[str, Any]]]:
+    """``count`` valid downloads and ``count`` valid orders spread over ``span_ms`` from
+    :data:`BASE_MS` (the simulator's factories), produced; returns them by topic."""
+    from confluent_kafka import Producer
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    population = Population(seed, size=200)
+    rng = random.Random(seed)
+    registry = SchemaRegistryClient({"url": stack.registry_url})
+    producer = Producer({"bootstrap.servers": stack.bootstrap, "linger.ms": 5})
+    produced: dict[str, list[dict[str, Any]]] = {}
+    for factory in (ContentDownloadFactory(population), OrderFactory(population)):
+        spec = SOURCE_TOPICS[factory.topic]
+        serializer = AvroSerializer(registry, (SCHEMA_DIR / spec.schema_file).read_text())
+        ctx = SerializationContext(factory.topic, MessageField.VALUE)
+        events = produced[factory.topic] = []
+        for i in range(count):
+            key, event = factory.make(rng, BASE_MS)
+            event["timestamp"] = BASE_MS + (i * span_ms) // count
+            events.append(event)
+            producer.produce(factory.topic, key=key, value=serializer(event, ctx))
+    assert producer.flush(30) == 0
+    return produced
 
 
 def expected_buffering(events: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any]]:

@@ -195,13 +195,40 @@ def test_download_outcomes_follow_the_seed_value_sets() -> None:
     assert 0.07 < statuses["failed"] / len(events) < 0.13
     assert 0.03 < statuses["cancelled"] / len(events) < 0.07
     for v in events:
-        failed = v["download"]["status"] == "failed"
-        assert (v["download"]["error_code"] is not None) == failed
-        assert (v["download"]["error_message"] is not None) == failed
+        status, code = v["download"]["status"], v["download"]["error_code"]
+        assert (code is not None) == (v["download"]["error_message"] is not None)
+        if status == "failed":
+            assert code in downloads.ERROR_CODES
+        elif status == "success":
+            assert code is None
+        else:
+            assert code in (None, downloads.CANCEL_CODE)
         assert v["content"]["type"] in {"movie", "tv_show", "music", "app", "book"}
         assert v["user_context"]["connection_type"] in {"wifi", "5g", "4g"}
     codes = Counter(v["download"]["error_code"] for v in events if v["download"]["error_code"])
-    assert {"cdn_timeout", "network_error"} <= set(codes)
+    assert {"cdn_timeout", "network_error", downloads.CANCEL_CODE} <= set(codes)
+    cancelled = [v for v in events if v["download"]["status"] == "cancelled"]
+    assert 0 < sum(v["download"]["error_code"] is None for v in cancelled) < len(cancelled)
+
+
+def test_download_failure_rates_differ_by_connection_and_region() -> None:
+    """The simulated rates follow downloads.failure_rate: mobile and far regions fail more."""
+    population = Population(SEED, size=2000)
+    events = [v for _, v in _run(downloads.ContentDownloadFactory(population), n=30000)]
+
+    def rate(predicate: Any) -> float:
+        chosen = [v for v in events if predicate(v)]
+        return sum(v["download"]["status"] == "failed" for v in chosen) / len(chosen)
+
+    by_connection = {c: rate(lambda v, c=c: v["user_context"]["connection_type"] == c)
+                     for c in ("wifi", "5g", "4g")}  # fmt: skip
+    assert by_connection["wifi"] < by_connection["5g"] < by_connection["4g"]
+    wifi = {r: rate(lambda v, r=r: v["user_context"]["region"] == r
+                    and v["user_context"]["connection_type"] == "wifi")
+            for r in ("APAC-Sydney", "EU-Berlin", "US-California")}  # fmt: skip
+    for region, observed in wifi.items():
+        assert observed == pytest.approx(downloads.failure_rate(region, "wifi"), abs=0.025)
+    assert wifi["EU-Berlin"] < wifi["US-California"] < wifi["APAC-Sydney"]
     assert {v["user_context"]["region"] for v in events} >= {"US-California", "EU-London"}
 
 

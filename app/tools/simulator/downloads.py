@@ -1,7 +1,9 @@
 """Content download events (seed 000) for topic ``content-downloads``, in schema versions 1 and 2.
 
-Outcomes follow the seed's value sets: about 85% success, 10% failed (with an error code and
-message) and 5% cancelled; speeds depend on the connection, durations on size and speed.
+Outcomes follow the seed's value sets (success, failed with an error code and message,
+cancelled) at rates that depend on the connection (mobile networks drop more downloads) and
+the region (far from the origin or behind a congested CDN edge), about 85% / 10% / 5% overall;
+speeds depend on the connection, durations on size and speed.
 """
 
 from __future__ import annotations
@@ -12,16 +14,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.catalog import SOURCE_TOPICS
-from app.tools.simulator.population import EventFactory, Population, User, rng_uuid
+from app.tools.simulator.population import EventFactory, Population, User, changed, rng_uuid
 
 __all__ = [
     "CATALOG",
     "ERROR_CODES",
+    "RULE_BREAKERS",
     "V2_SCHEMA_FILE",
     "ContentDownloadFactory",
     "ContentDownloadV2Factory",
     "ContentItem",
     "factories",
+    "failure_rate",
 ]
 
 _TOPIC = SOURCE_TOPICS["content-downloads"]
@@ -80,12 +84,31 @@ ERROR_CODES: dict[str, tuple[float, str]] = {
     "server_error": (7, "Origin server returned HTTP 503"),
 }
 _ERROR_NAMES = tuple(ERROR_CODES)
+#: Some clients report a cancellation with a code; a cancelled download's code is optional.
+CANCEL_CODE, CANCEL_CODE_SHARE = "user_cancelled", 0.3
 _ERROR_WEIGHTS = tuple(weight for weight, _ in ERROR_CODES.values())
 
 # Median throughput per connection type in Mbps (log-normal around it).
 _MEDIAN_SPEED_MBPS = {"wifi": 45.0, "5g": 90.0, "4g": 18.0}
-_OUTCOMES = ("success", "failed", "cancelled")
-_OUTCOME_WEIGHTS = (85, 10, 5)
+#: (failure, cancellation) probability per connection type
+_OUTCOME_RATES = {"wifi": (0.07, 0.04), "5g": (0.11, 0.05), "4g": (0.20, 0.08)}
+#: failure-rate multiplier per region (CDN distance and congestion); 1.0 when not listed
+REGION_FAILURE_FACTOR = {
+    "APAC-Sydney": 1.8, "APAC-Singapore": 1.4, "APAC-Tokyo": 0.7, "US-Texas": 1.3,
+    "EU-London": 0.8, "EU-Berlin": 0.75,
+}  # fmt: skip
+
+
+def failure_rate(region: str, connection: str) -> float:
+    """Probability that a download in ``region`` over ``connection`` fails."""
+    return _OUTCOME_RATES[connection][0] * REGION_FAILURE_FACTOR.get(region, 1.0)
+
+
+def _outcome(rng: random.Random, region: str, connection: str) -> str:
+    failed = failure_rate(region, connection)
+    cancelled = _OUTCOME_RATES[connection][1]
+    draw = rng.random()
+    return "failed" if draw < failed else "cancelled" if draw < failed + cancelled else "success"
 
 
 def _connection(rng: random.Random, user: User) -> str:
@@ -108,7 +131,7 @@ class ContentDownloadFactory:
         user = self.population.pick(rng)
         item = rng.choices(CATALOG, weights=_CATALOG_WEIGHTS)[0]
         connection = _connection(rng, user)
-        status = rng.choices(_OUTCOMES, weights=_OUTCOME_WEIGHTS)[0]
+        status = _outcome(rng, user.region, connection)
         speed = rng.lognormvariate(math.log(_MEDIAN_SPEED_MBPS[connection]), 0.5)
         full_seconds = item.size_mb * 8 / speed
         error_code: str | None = None
@@ -125,6 +148,8 @@ class ContentDownloadFactory:
                 duration = item.size_mb * 8 / speed * rng.uniform(0.05, 0.9)
         else:
             duration = full_seconds * rng.uniform(0.02, 0.7)
+            if rng.random() < CANCEL_CODE_SHARE:  # optional when cancelled (contract)
+                error_code, error_message = CANCEL_CODE, "Cancelled by the user"
         value: dict[str, Any] = {
             "event_id": rng_uuid(rng),
             "timestamp": now_ms,
@@ -170,6 +195,28 @@ class ContentDownloadV2Factory(ContentDownloadFactory):
 
     def _extend(self, value: dict[str, Any], item: ContentItem) -> None:
         value["content_rating"] = item.rating
+
+
+def _in_seconds(event: dict[str, Any]) -> dict[str, Any]:
+    return changed({"timestamp": event["timestamp"] // 1000})(event)
+
+
+#: rule of ``app/validation/downloads.py`` -> how to make a valid event break exactly that rule
+#: (the first it breaks in check order)
+RULE_BREAKERS: dict[str, Any] = {
+    "required_fields": changed({"user_context.region": " "}),
+    "event_id_format": changed({"event_id": "download-0001"}),
+    "timestamp_range": _in_seconds,
+    "status_value": changed({"download.status": "paused"}),
+    "content_type_value": changed({"content.type": "podcast"}),
+    "error_code_required": changed({"download.status": "failed", "download.error_code": None}),
+    "error_code_forbidden": changed({"download.status": "success",
+                                     "download.error_code": "cdn_timeout"}),
+    "size_range": changed({"content.size_mb": -1}),
+    "duration_range": changed({"download.duration_seconds": -3}),
+    "speed_range": changed({"download.speed_mbps": -0.5}),
+    "price_range": changed({"content.price": -1.99}),
+}  # fmt: skip
 
 
 def factories(population: Population) -> list[EventFactory]:

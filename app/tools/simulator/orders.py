@@ -13,9 +13,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.catalog import SOURCE_TOPICS
-from app.tools.simulator.population import CURRENCY_RATES, EventFactory, Population, User, rng_uuid
+from app.tools.simulator.population import (
+    CURRENCY_RATES,
+    EventFactory,
+    Population,
+    User,
+    changed,
+    rng_uuid,
+)
 
-__all__ = ["EVENT_TYPES", "PAYMENT_METHODS", "OrderFactory", "factories"]
+__all__ = [
+    "EVENT_TYPES",
+    "NEWER_EVENT_TYPE",
+    "PAYMENT_METHODS",
+    "RULE_BREAKERS",
+    "OrderFactory",
+    "factories",
+]
 
 _TOPIC = SOURCE_TOPICS["orders.raw"]
 
@@ -207,6 +221,41 @@ class OrderFactory:
         # Swap-remove keeps removal O(1) after the lookup and the order of picks deterministic.
         self._open_ids[index] = self._open_ids[-1]
         self._open_ids.pop()
+
+
+def _created(items: list[dict[str, Any]], total: float) -> Any:
+    """An ORDER_CREATED with these items and total (the rest of the event as it was)."""
+    return changed({"event_type": "ORDER_CREATED", "payload.status": "PENDING",
+                    "payload.items": items, "payload.total_amount": total})  # fmt: skip
+
+
+def _in_seconds(event: dict[str, Any]) -> dict[str, Any]:
+    return changed({"timestamp": event["timestamp"] // 1000})(event)
+
+
+#: rule of ``app/validation/orders.py`` -> how to make a valid event break exactly that rule
+#: (the first it breaks in check order)
+RULE_BREAKERS: dict[str, Any] = {
+    "required_fields": changed({"order_id": ""}),
+    "event_id_format": changed({"event_id": "evt-0001"}),
+    "timestamp_range": _in_seconds,
+    "currency_format": changed({"payload.currency": "usd"}),
+    "order_created_fields": _created(items=[], total=20.0),
+    "payment_fields": changed({"event_type": "PAYMENT_AUTHORIZED", "payload.status": "PAID",
+                               "payload.payment_method": "PAYPAL", "payload.payment_id": None,
+                               "payload.items": None}),
+    "quantity_range": _created([{"sku": "SKU-10001", "quantity": 0, "unit_price": 10.0}], 0.0),
+    "unit_price_range": _created([{"sku": "SKU-10001", "quantity": 1, "unit_price": -10.0}],
+                                 0.0),
+    "total_amount_range": changed({"event_type": "ORDER_REFUNDED", "payload.status": "REFUNDED",
+                                   "payload.items": None, "payload.total_amount": -5.0}),
+    "total_matches_items": _created([{"sku": "SKU-10001", "quantity": 2, "unit_price": 10.0}],
+                                    25.0),
+}  # fmt: skip
+
+#: An event type a newer producer knows and this reader schema does not (seed 004: log, count,
+#: skip): the simulator writes it with an evolved writer schema that has the extra symbol.
+NEWER_EVENT_TYPE = "ORDER_RETURNED"
 
 
 def factories(population: Population) -> list[EventFactory]:

@@ -7,9 +7,11 @@ worker's cross-topic joins (an A/B assignment followed by a purchase interaction
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,6 +23,7 @@ __all__ = [
     "Population",
     "Region",
     "User",
+    "changed",
     "rng_uuid",
 ]
 
@@ -102,6 +105,23 @@ def _cumulative(users: list[User]) -> list[float]:
         total += user.activity
         weights.append(total)
     return weights
+
+
+def changed(changes: dict[str, Any]) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A function returning a deep copy of an event with ``changes`` applied; a key names a
+    field, dotted for nested records (``"download.status"``). Used to break rules on purpose."""
+
+    def apply(event: dict[str, Any]) -> dict[str, Any]:
+        out = copy.deepcopy(event)
+        for path, value in changes.items():
+            *records, name = path.split(".")
+            target = out
+            for record in records:
+                target = target[record]
+            target[name] = value
+        return out
+
+    return apply
 
 
 def rng_uuid(rng: random.Random) -> str:

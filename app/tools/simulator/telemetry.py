@@ -15,7 +15,7 @@ from typing import Any
 
 from app.tools.simulator.population import EventFactory
 
-__all__ = ["RULE_BREAKERS", "TelemetryFactory", "break_rule", "factories"]
+__all__ = ["NEWER_EVENT_TYPE", "RULE_BREAKERS", "TelemetryFactory", "break_rule", "factories"]
 
 TOPIC = "acme-telemetry"
 SCHEMA_FILE = "telemetry/TelemetryEvent.avsc"
@@ -228,6 +228,10 @@ RULE_BREAKERS: dict[str, Any] = {
                                        buffering_events=0, buffering_duration_seconds=5),
     "quality_4k_bandwidth": _set(quality="4K", bandwidth_mbps=14.9),
 }  # fmt: skip
+
+
+#: An event type a newer producer knows and this reader schema does not (see orders.py).
+NEWER_EVENT_TYPE = "rewind"
 
 
 def break_rule(event: dict[str, Any], rule: str) -> dict[str, Any]:
