@@ -75,7 +75,7 @@ from typing import Any
 
 from app.engine.tables import partials_topic_name
 from app.settings import Settings, load_settings
-from app.tools.results import assigned_consumer
+from app.tools.results import assigned_consumer, metric_sum, read_metrics
 from app.tools.run import start_worker, stop_process, wait_ready
 from app.tools.stack import free_port
 
@@ -87,7 +87,6 @@ __all__ = [
     "default_app_id",
     "main",
     "parse_from",
-    "read_metrics",
     "replay",
     "snapshot_offsets",
 ]
@@ -222,30 +221,6 @@ def _get(url: str, timeout: float = 5.0) -> bytes | None:
             return response.read() if response.status == 200 else None
     except (OSError, urllib.error.HTTPError):
         return None
-
-
-def read_metrics(base_url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
-    """The worker's ``/metrics`` samples by (name, labels); None if it serves none."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    body = _get(f"{base_url}/metrics")
-    if body is None:
-        return None
-    try:
-        return {
-            (sample.name, frozenset(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(body.decode())
-            for sample in family.samples
-        }
-    except ValueError:
-        return None
-
-
-def _metric_sum(
-    samples: Mapping[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
-) -> int:
-    wanted = set(labels.items())
-    return int(sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls))
 
 
 def open_windows(base_url: str, tables: Sequence[str]) -> int | None:
@@ -388,13 +363,13 @@ def replay(
 
         samples = read_metrics(base_url) or {}
         counts = {
-            "consumed": _metric_sum(samples, "streampulse_events_consumed_total", topic=topic),
-            "aggregated": _metric_sum(samples, "streampulse_events_aggregated_total", topic=topic),
-            "dead_lettered": _metric_sum(samples, "streampulse_dlq_messages_total", topic=topic),
-            "late": _metric_sum(samples, "streampulse_late_events_total", topic=topic),
+            "consumed": metric_sum(samples, "streampulse_events_consumed_total", topic=topic),
+            "aggregated": metric_sum(samples, "streampulse_events_aggregated_total", topic=topic),
+            "dead_lettered": metric_sum(samples, "streampulse_dlq_messages_total", topic=topic),
+            "late": metric_sum(samples, "streampulse_late_events_total", topic=topic),
         }
         emitted = {
-            t: _metric_sum(samples, "streampulse_aggregates_emitted_total", table=t)
+            t: metric_sum(samples, "streampulse_aggregates_emitted_total", table=t)
             for t in tables
         }
         result = ReplayResult(app_id, ranges, counts, emitted, time.monotonic() - started)

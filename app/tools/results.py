@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import logging
 import sys
+import urllib.error
+import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +22,40 @@ from app.engine.codec import Decoded, RegistryCodec
 from app.settings import load_settings
 
 __all__ = [
-    "DeadLetter", "assigned_consumer", "read_dead_letters", "read_derived", "read_topic",
-    "summarize",
+    "DeadLetter", "Samples", "assigned_consumer", "metric_sum", "read_dead_letters",
+    "read_derived", "read_metrics", "read_topic", "summarize",
 ]
+
+
+#: A worker's /metrics samples: (name, labels) -> value
+Samples = Mapping[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def read_metrics(base_url: str, timeout: float = 5.0) -> Samples | None:
+    """The worker's ``/metrics`` samples by (name, labels); None if it serves none."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"{base_url}/metrics", timeout=timeout) as response:
+            if response.status != 200:
+                return None
+            body = response.read()
+    except (OSError, urllib.error.HTTPError):
+        return None
+    try:
+        return {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(body.decode())
+            for sample in family.samples
+        }
+    except ValueError:
+        return None
+
+
+def metric_sum(samples: Samples, name: str, **labels: str) -> int:
+    """The sum of ``name``'s samples whose labels include ``labels``."""
+    wanted = set(labels.items())
+    return int(sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls))
 
 
 @dataclass(frozen=True)
@@ -108,7 +141,39 @@ _SORT_BY = {
     "agg.telemetry.buffering": "buffering_ratio",
     "agg.telemetry.completion": "starts",
     "agg.telemetry.errors": "error_rate",
+    "agg.downloads.errors": "error_rate",
+    "agg.orders.summary": "orders_created",
 }
+
+
+def accounting(report: Mapping[str, Any], samples: Samples, consumed: Sequence[str]) -> str:
+    """Every message the simulator sent, against the worker's counters: per topic, sent =
+    aggregated + dead-lettered, and the dead letters' reasons equal those the broken messages
+    were sent to get. ``report`` is ``app.simulate --report``'s, ``consumed`` the topics the
+    worker has a domain for."""
+    lines = ["every source message, counted or dead-lettered (simulator vs worker /metrics):"]
+    for topic, sent in report["sent"].items():
+        broken = report["broken"].get(topic, {})
+        if topic not in consumed:
+            lines.append(f"  {topic}: {sent:,} sent ({sum(broken.values()):,} broken), not"
+                         " consumed: no domain declares it yet")  # fmt: skip
+            continue
+        read = metric_sum(samples, "streampulse_events_consumed_total", topic=topic)
+        aggregated = metric_sum(samples, "streampulse_events_aggregated_total", topic=topic)
+        reasons: Counter[str] = Counter()
+        for (name, labels), value in samples.items():
+            label = dict(labels)
+            if name == "streampulse_dlq_messages_total" and label.get("topic") == topic:
+                reasons[label["reason"]] += int(value)
+        reasons = +reasons
+        dead = sum(reasons.values())
+        ok = sent == read == aggregated + dead and dict(reasons) == broken
+        lines.append(
+            f"  {topic}: {sent:,} sent = {aggregated:,} aggregated + {dead:,} dead-lettered"
+            + (f"; {dead:,} broken on purpose, every one with its reason" if ok else
+               f" MISMATCH: read {read:,}, dead letters {dict(reasons)}, broken {broken}")
+        )  # fmt: skip
+    return "\n".join(lines)
 
 
 def summarize(derived: dict[str, list[dict[str, Any]]], dead: list[DeadLetter]) -> str:

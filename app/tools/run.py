@@ -4,7 +4,8 @@ Starts the Tansu broker and the Schema Registry, one Faust worker and the simula
 topics, a little bad input), prints the web address, then every ``--report-every`` seconds and
 at the end a summary of the published aggregates and dead letters. ``DURATION`` seconds (0:
 until Ctrl-C) of traffic, then it waits for the open windows to close, prints the final
-summary and stops everything.
+summary and the accounting (per topic: what the simulator sent against what the worker
+aggregated and dead-lettered, and the reasons), and stops everything.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -23,7 +25,14 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.tools.results import read_dead_letters, read_derived, summarize
+from agents import DOMAINS
+from app.tools.results import (
+    accounting,
+    read_dead_letters,
+    read_derived,
+    read_metrics,
+    summarize,
+)
 from app.tools.stack import EmbeddedStack, free_port
 
 __all__ = ["main", "start_worker", "wait_ready"]
@@ -86,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     window = os.environ.get("WINDOW_SECONDS") or "10"
     grace = os.environ.get("GRACE_SECONDS") or "2"
     state = Path(tempfile.mkdtemp(prefix="streampulse-run-"))
+    report = state / "simulator.json"
     web_port = int(os.environ.get("WEB_PORT") or free_port())
     stopping = False
 
@@ -115,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             simulator = subprocess.Popen(
                 [sys.executable, "-m", "app.simulate", "--rate", str(args.rate),
                  "--duration", str(args.duration), "--seed", str(args.seed),
-                 "--bad-rate", "0.01", "--v2-rate", "0.2"],
+                 "--bad-rate", "0.01", "--v2-rate", "0.2", "--report", str(report)],
                 env={**os.environ, **env}, stdin=subprocess.DEVNULL,
             )  # fmt: skip
             next_report = time.monotonic() + args.report_every
@@ -135,6 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\ntraffic stopped; waiting {settle}s for the open windows to close", flush=True)
             time.sleep(settle)
             print_summary(stack, "final aggregates")
+            samples = read_metrics(f"http://127.0.0.1:{web_port}")
+            if report.exists() and samples is not None:
+                consumed = [domain.topic for domain in DOMAINS]
+                print(accounting(json.loads(report.read_text()), samples, consumed), flush=True)
             return 0
         finally:
             if simulator is not None:
