@@ -44,4 +44,4 @@ schemas-check: $(STAMP)
 	$(BIN)/python -m app.schemas check
 
 clean:
-	rm -rf $(VENV) .stack .pytest_cache .ruff_cache data
+	rm -rf $(VENV) .stack .pytest_cache .ruff_cache .hypothesis data

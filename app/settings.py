@@ -86,17 +86,17 @@ class Settings:
     # The embedded Tansu broker reports end offsets that trip it (lessons.md): off there only.
     recovery_consistency_check: bool = True
     # Source topics this worker consumes (SOURCE_TOPICS, comma-separated); empty: every topic
-    # that has a batch agent. A replay worker (app/replay.py) consumes only the replayed topic.
+    # that has a batch agent. A replay worker (app/tools/replay.py) consumes only its topic.
     source_topics: tuple[str, ...] = ()
     # Replay start (REPLAY_FROM_MS, epoch ms): source records with an earlier Kafka record
-    # timestamp are skipped (app/batching.py, StreamPulseApp.configure_sources).
+    # timestamp are skipped (app/engine/batching.py, StreamPulseApp.configure_sources).
     replay_from_ms: int | None = None
     # LATENCY_LOG: a file to which every partials merge appends one JSON line (table, merge
     # time, events, their production-time range): the latency benchmark's exact table-side
     # hook. Unset in production (the table-latency histogram says the same, in buckets).
     latency_log: Path | None = None
     # LOCAL_MERGE: the source side merges partials for table partitions this worker owns in
-    # place (app/windowing.py, WindowedTable.merge_local); only the other workers' partitions
+    # place (app/engine/windowing.py, WindowedTable.merge_local); only the other workers' partitions
     # go through the partials topic. Off: every partial takes the broker round trip (for tests
     # and measurements of that path).
     merge_locally: bool = True

@@ -25,7 +25,7 @@ from typing import Any
 import fastavro
 
 from app.engine.codec import parse_raw
-from models.combine import Accumulator, Aggregate
+from bench.baseline_math import Accumulator, BaselineAggregate
 
 __all__ = [
     "BenchConfig",
@@ -135,7 +135,7 @@ class TelemetryDecoder:
 
 
 def window_record(
-    aggregate: Aggregate, key_values: tuple[str, ...], window_start: int,
+    aggregate: BaselineAggregate, key_values: tuple[str, ...], window_start: int,
     window_ms: int, acc: Accumulator,
 ) -> dict[str, Any]:  # fmt: skip
     """The JSON record a comparison implementation publishes for one closed window."""
@@ -144,6 +144,6 @@ def window_record(
         "key": list(key_values),
         "window_start": window_start,
         "window_end": window_start + window_ms,
-        "metrics": aggregate.extract(acc),
+        "metrics": aggregate.metrics(acc),
         "published_ms": int(time.time() * 1000),
     }

@@ -2,9 +2,8 @@
 
 ``python -m bench.floor`` (configured by the environment, see ``bench/common.py``). What a
 stream processor cannot do less than: fetch big batches, decode and validate every event
-(same decoder and rules as everyone), fold each fetch per window and key with the product's
-aggregation math (``models/``) and merge it into plain dicts, and publish each window when it
-closes. Window close uses the product's rule
+(same decoder and rules as everyone), fold it into the three aggregates in plain dicts, and
+publish each window when it closes. Window close uses the product's rule
 (``app.engine.windowing.PartitionClock``): the watermark is the lowest of the source partitions'
 highest event times, a window closes when it passes end + grace, and when every partition has
 been idle for ``IDLE_ADVANCE_SECONDS`` the watermark advances with wall-clock time. No state
@@ -23,12 +22,8 @@ from typing import Any
 
 from app.engine.windowing import PartitionClock, encode_key
 from app.validation.telemetry import validate
+from bench.baseline_math import BASELINE_AGGREGATES
 from bench.common import BenchConfig, StatusFile, TelemetryDecoder, window_record
-from models.combine import Accumulator
-from models.telemetry import TELEMETRY_AGGREGATES
-
-#: Records folded together (the worker's default MAX_BATCH_RECORDS per fetch).
-FOLD_SLICE = 10_000
 
 log = logging.getLogger("bench.floor")
 
@@ -48,9 +43,9 @@ async def run(config: BenchConfig) -> None:
     await producer.start()
     await consumer.start()
     window_ms, grace_ms = config.window_ms, config.grace_ms
-    aggregates = TELEMETRY_AGGREGATES
+    aggregates = BASELINE_AGGREGATES
     #: per aggregate: window start -> key tuple -> accumulator
-    state: list[dict[int, dict[tuple[str, ...], Accumulator]]] = [{} for _ in aggregates]
+    state: list[dict[int, dict[tuple[str, ...], list[float]]]] = [{} for _ in aggregates]
     clock = PartitionClock(config.partitions, config.idle_advance_seconds, time.monotonic())
     consumed = invalid = late = published = 0
 
@@ -87,36 +82,27 @@ async def run(config: BenchConfig) -> None:
                 consumed += len(records)
                 max_ts = -1
                 decode = decoder.decode
-                # In slices of FOLD_SLICE records, as the worker folds a fetch of at most
-                # MAX_BATCH_RECORDS: the decoded events of a slice are held until it is folded.
-                for first in range(0, len(records), FOLD_SLICE):
-                    by_window: dict[int, list[dict[str, Any]]] = {}
-                    for record in records[first : first + FOLD_SLICE]:
-                        event: dict[str, Any] | None = decode(record.value)
-                        if event is None or validate(event) is not None:
-                            invalid += 1
-                            continue
-                        ts = event["event_timestamp"]
-                        if ts > max_ts:
-                            max_ts = ts
-                        start = ts - ts % window_ms
-                        if start <= late_before:
-                            late += 1
-                            continue
-                        by_window.setdefault(start, []).append(event)
-                    # The product's aggregation math used as the worker uses it: fold per
-                    # window and key, then merge into the state.
-                    for start, events in by_window.items():
-                        for aggregate, windows in zip(aggregates, state, strict=True):
-                            keys = windows.get(start)
-                            if keys is None:
-                                keys = windows[start] = {}
-                            for key, acc in aggregate.fold(events).items():
-                                existing = keys.get(key)
-                                if existing is None:
-                                    keys[key] = acc
-                                else:
-                                    aggregate.merge(existing, acc)
+                for record in records:
+                    event: dict[str, Any] | None = decode(record.value)
+                    if event is None or validate(event) is not None:
+                        invalid += 1
+                        continue
+                    ts = event["event_timestamp"]
+                    if ts > max_ts:
+                        max_ts = ts
+                    start = ts - ts % window_ms
+                    if start <= late_before:
+                        late += 1
+                        continue
+                    for aggregate, windows in zip(aggregates, state, strict=True):
+                        keys = windows.get(start)
+                        if keys is None:
+                            keys = windows[start] = {}
+                        key = aggregate.key_values(event)
+                        acc = keys.get(key)
+                        if acc is None:
+                            acc = keys[key] = aggregate.new()
+                        aggregate.add(acc, event)
                 if max_ts >= 0:
                     clock.observe(tp.partition, max_ts, now)
             await close_due(now)

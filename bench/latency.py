@@ -14,7 +14,7 @@ contribution reached the table. That assumes events of one group reach the table
 order, which at a steady rate holds up to the interleaving of partitions within one fetch (a
 few ms). It needs no hook in the worker.
 
-The worker's ``LATENCY_LOG=<path>`` hook (app/windowing.py) is summarised too: one line per
+The worker's ``LATENCY_LOG=<path>`` hook (app/engine/windowing.py) is summarised too: one line per
 merged partials message, ``{"table", "merged_ms", "events", "produced_ms_min",
 "produced_ms_max"}``, the events taken as spread evenly between the two.
 """

@@ -40,8 +40,8 @@ import faust
 
 from app.engine.windowing import PartitionClock, encode_key
 from app.validation.telemetry import validate
+from bench.baseline_math import BASELINE_AGGREGATES
 from bench.common import BenchConfig, StatusFile, TelemetryDecoder, window_record
-from models.telemetry import TELEMETRY_AGGREGATES
 
 log = logging.getLogger("bench.naive_faust")
 
@@ -75,7 +75,7 @@ tables = [
             key_type=str, value_type=list, key_serializer="json", value_serializer="json"
         ),
     )
-    for aggregate in TELEMETRY_AGGREGATES
+    for aggregate in BASELINE_AGGREGATES
 ]
 
 WINDOW_MS, GRACE_MS = config.window_ms, config.grace_ms
@@ -99,7 +99,7 @@ async def close_due(now: float) -> None:
     closing = [(start, open_windows.pop(start)) for start in due]  # before any await
     for start, keys in closing:
         for index, key_values in keys:
-            aggregate = TELEMETRY_AGGREGATES[index]
+            aggregate = BASELINE_AGGREGATES[index]
             acc = tables[index].get(table_key(key_values, start))
             record = window_record(aggregate, key_values, start, WINDOW_MS, acc)
             await output.send(key=encode_key(key_values).encode(),
@@ -109,7 +109,7 @@ async def close_due(now: float) -> None:
 
 @app.agent(source)
 async def telemetry(stream: Any) -> None:
-    aggregates = list(enumerate(zip(TELEMETRY_AGGREGATES, tables, strict=True)))
+    aggregates = list(enumerate(zip(BASELINE_AGGREGATES, tables, strict=True)))
     async for event in stream.events():
         counters["consumed"] += 1
         if counters["consumed"] == 1:
@@ -129,7 +129,7 @@ async def telemetry(stream: Any) -> None:
             key = table_key(key_values, start)
             acc = table.get(key)
             if acc is None:
-                acc = aggregate.create()
+                acc = aggregate.new()
                 open_windows[start].add((index, key_values))
             aggregate.add(acc, value)
             table[key] = acc

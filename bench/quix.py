@@ -51,9 +51,8 @@ from typing import Any
 
 from app.engine.windowing import decode_key, encode_key
 from app.validation.telemetry import validate
+from bench.baseline_math import BASELINE_AGGREGATES, BaselineAggregate
 from bench.common import BenchConfig, StatusFile, TelemetryDecoder, window_record
-from models.combine import Aggregate
-from models.telemetry import TELEMETRY_AGGREGATES
 
 log = logging.getLogger("bench.quix")
 
@@ -138,14 +137,14 @@ def build_app(config: BenchConfig, status: StatusFile) -> Any:
     sdf = sdf.filter(lambda event: event is not None and validate(event) is None)
     window_ms = config.window_ms
     grace_ms = int(float(os.environ.get("QUIX_GRACE_SECONDS") or config.grace_ms / 1000) * 1000)
-    for aggregate in TELEMETRY_AGGREGATES:
+    for aggregate in BASELINE_AGGREGATES:
         branch = _aggregate_branch(sdf, aggregate, window_ms, grace_ms, on_late)
         branch.to_topic(output)
     return app
 
 
 def _aggregate_branch(
-    sdf: Any, aggregate: Aggregate, window_ms: int, grace_ms: int, on_late: Any
+    sdf: Any, aggregate: BaselineAggregate, window_ms: int, grace_ms: int, on_late: Any
 ) -> Any:
     fields = (*aggregate.key_fields, *NEEDED_FIELDS[aggregate.table])
 
@@ -156,7 +155,7 @@ def _aggregate_branch(
         return encode_key(aggregate.key_values(value))
 
     def initializer(value: dict[str, Any]) -> list[float]:
-        acc = aggregate.create()
+        acc = aggregate.new()
         aggregate.add(acc, value)
         return acc
 

@@ -12,16 +12,19 @@ it), then one state per field in declaration order. Three properties, each for a
 - **mergeable**: ``merge`` is associative and commutative and ``create()`` is its identity, so
   the source side folds a fetch per key before the shuffle and the table side merges partials
   in whatever order they arrive (combiner lifting);
-- **canonical**: the same events give the same accumulator whatever the split, order and
-  grouping (:class:`FloatSum` keeps the exact sum, :class:`Sketch` integer bin counts), so a
-  window's record does not depend on how fetches were cut: a replay or a republished window
-  carries the same numbers;
-- **plain JSON data** (lists, dicts with string keys, ints, floats, None): partials, table
+- **canonical**: the same events give equal accumulators whatever the split, order and
+  grouping (:class:`FloatSum` keeps the exact sum, :class:`Sketch` integer bin counts, ties
+  and labels normalised), so a window's record does not depend on how fetches were cut: a
+  replay or a republished window carries the same numbers (only the order of a map's keys in
+  the stored JSON may differ);
+- **plain JSON data** (lists, dicts with string keys, ints, finite floats): partials, table
   values and changelog records carry it unchanged, and a JSON round trip changes nothing.
 
-Events are folded a group at a time (:meth:`Aggregate.add_all`): one pass per field over the
-events of one key and window, with the getters mapped in C where they can be (the hot path
-folds each fetch this way).
+Events are folded a group at a time (:meth:`Aggregate.add_all`): each condition selects the
+group's events once, each field folds its selection in one pass, the field reads and
+conditions mapped in C where they can be (the hot path folds each fetch this way). Inputs are
+the domain's validated events: a field's values must be present (not None) and finite; the
+rules of ``app/validation/`` see to that.
 """
 
 from __future__ import annotations
@@ -111,33 +114,22 @@ def mapper(path: Getter) -> Callable[[Iterable[Event]], Iterator[Any]]:
 class Where:
     """Which events a field counts: any predicate of the event, or (faster) a test of one
     field's value (:func:`field_is`, :func:`field_in`, :func:`field_above`), which selects a
-    group of events in C."""
+    group of events in C. Fields sharing one condition object share its selection."""
 
     def __init__(self, predicate: Callable[[Event], bool]) -> None:
         self._predicate = predicate
 
-    def __call__(self, event: Event) -> bool:
-        return bool(self._predicate(event))
-
     def select(self, events: Sequence[Event]) -> Sequence[Event]:
         return [event for event in events if self._predicate(event)]
 
-    def count(self, events: Sequence[Event]) -> int:
-        return sum(map(bool, map(self._predicate, events)))
-
 
 class _FieldTest(Where):
-    def __init__(self, path: str, test: Callable[[Any], bool]) -> None:
-        self._get = getter(path)
+    def __init__(self, path: str, test: Callable[[Any], bool]) -> None:  # no super(): no predicate
         self._values = mapper(path)
         self._test = test
-        super().__init__(lambda event: test(self._get(event)))
 
     def select(self, events: Sequence[Event]) -> Sequence[Event]:
         return list(compress(events, map(self._test, self._values(events))))
-
-    def count(self, events: Sequence[Event]) -> int:
-        return sum(map(self._test, self._values(events)))
 
 
 def field_is(path: str, value: Any) -> Where:
@@ -146,7 +138,7 @@ def field_is(path: str, value: Any) -> Where:
 
 
 def field_in(path: str, values: Iterable[Any]) -> Where:
-    """Events whose ``path`` is one of ``values``."""
+    """Events whose ``path`` is one of ``values`` (hashable values only)."""
     return _FieldTest(path, frozenset(values).__contains__)
 
 
@@ -155,18 +147,14 @@ def field_above(path: str, threshold: float) -> Where:
     return _FieldTest(path, partial(operator.lt, threshold))
 
 
-def exact_sum_parts(values: Iterable[float]) -> list[float]:
-    """The exact sum of ``values`` as its canonical expansion ``[p1, p2, ...]``.
-
-    ``p1`` is the correctly rounded sum, ``p2`` the correctly rounded remainder, and so on until
-    nothing remains (usually one or two parts), so the list depends only on the exact sum, not
-    on the order or grouping of the values. ``math.fsum`` is correctly rounded, which is what
-    makes each step exact; it runs in C, so this is cheap. Non-finite sums stay as they are.
-    """
-    pending = list(values)
+def _exact_parts(pending: list[float]) -> list[float]:
+    """:func:`exact_sum_parts` of ``pending`` (which it extends: the caller's scratch list)."""
     parts: list[float] = []
     while True:
-        total = math.fsum(pending)
+        try:
+            total = math.fsum(pending)
+        except (OverflowError, ValueError):  # the exact sum is beyond a double, or inf - inf
+            total = sum(pending)  # inf, -inf or nan: as plain addition would have it
         if total == 0.0:
             return parts
         parts.append(total)
@@ -175,13 +163,27 @@ def exact_sum_parts(values: Iterable[float]) -> list[float]:
         pending.append(-total)
 
 
+def exact_sum_parts(values: Iterable[float]) -> list[float]:
+    """The exact sum of ``values`` as its canonical expansion ``[p1, p2, ...]``.
+
+    ``p1`` is the correctly rounded sum, ``p2`` the correctly rounded remainder, and so on until
+    nothing remains (usually one or two parts), so the list depends only on the exact sum, not
+    on the order or grouping of the values. ``math.fsum`` is correctly rounded, which is what
+    makes each step exact; it runs in C, so this is cheap. A sum beyond the range of a double
+    ends as ``[inf]`` (or ``[nan]``) instead of raising: the rules keep such inputs out, and a
+    hot path must not crash on them (``orjson``, Faust's JSON, stores it as null, which
+    :class:`FloatSum` reads back as NaN).
+    """
+    return _exact_parts(list(values))
+
+
 class FieldKind(ABC):
     """One named field of an accumulator: how its state starts, grows, merges and reads.
 
     ``value`` says what the field reads from each event, ``where`` which events it counts
     (all when None; a predicate of the event or a :class:`Where`). A state is JSON data;
     ``merge`` may update ``state`` in place and returns the merged state, and never changes
-    ``other`` or keeps a reference into it.
+    ``other`` or keeps a reference into it. ``fold`` gets the events ``where`` selected.
     """
 
     needs_value = True
@@ -198,22 +200,22 @@ class FieldKind(ABC):
         self.values_of = mapper(value) if value is not None else None
         self.where = where if where is None or isinstance(where, Where) else Where(where)
 
-    def selected(self, events: Sequence[Event]) -> Sequence[Event]:
-        """The events this field counts."""
-        return events if self.where is None else self.where.select(events)
-
-    def values(self, events: Sequence[Event]) -> Iterator[Any]:
-        """The field's input values of the events it counts."""
+    def values(self, selected: Sequence[Event]) -> Iterator[Any]:
+        """The field's input values of the selected events."""
         assert self.values_of is not None
-        return self.values_of(self.selected(events))
+        return self.values_of(selected)
+
+    def add_all(self, state: Any, events: Sequence[Event]) -> Any:
+        """``state`` with those of ``events`` that ``where`` selects folded in."""
+        return self.fold(state, events if self.where is None else self.where.select(events))
 
     @abstractmethod
     def create(self) -> Any:
         """The state of no events (merge's identity)."""
 
     @abstractmethod
-    def add_all(self, state: Any, events: Sequence[Event]) -> Any:
-        """``state`` with ``events`` folded in."""
+    def fold(self, state: Any, selected: Sequence[Event]) -> Any:
+        """``state`` with the ``selected`` events folded in."""
 
     @abstractmethod
     def merge(self, state: Any, other: Any) -> Any:
@@ -232,8 +234,8 @@ class Count(FieldKind):
     def create(self) -> int:
         return 0
 
-    def add_all(self, state: int, events: Sequence[Event]) -> int:
-        return state + (len(events) if self.where is None else self.where.count(events))
+    def fold(self, state: int, selected: Sequence[Event]) -> int:
+        return state + len(selected)
 
     def merge(self, state: int, other: int) -> int:
         return state + other
@@ -245,11 +247,20 @@ class Sum(FieldKind):
     def create(self) -> int:
         return 0
 
-    def add_all(self, state: int, events: Sequence[Event]) -> int:
-        return state + sum(self.values(events))
+    def fold(self, state: int, selected: Sequence[Event]) -> int:
+        return state + sum(self.values(selected))
 
     def merge(self, state: int, other: int) -> int:
         return state + other
+
+
+def _parts(state: Any) -> list[float]:
+    """A FloatSum state as a list of parts: null parts (a non-finite sum after a JSON round
+    trip) read as NaN, and a bare number (a plain float sum, this field's shape before exact
+    sums) as one part, so older table values and partials still merge."""
+    if isinstance(state, list):
+        return [math.nan if part is None else part for part in state]
+    return [] if state is None else [float(state)]
 
 
 class FloatSum(FieldKind):
@@ -263,39 +274,46 @@ class FloatSum(FieldKind):
     def create(self) -> list[float]:
         return []
 
-    def add_all(self, state: list[float], events: Sequence[Event]) -> list[float]:
-        pending = [*state, *self.values(events)]
-        return exact_sum_parts(pending) if len(pending) > len(state) else state
+    def fold(self, state: list[float], selected: Sequence[Event]) -> list[float]:
+        if not selected:
+            return state
+        pending = _parts(state)
+        pending.extend(self.values(selected))
+        return _exact_parts(pending)
 
     def merge(self, state: list[float], other: list[float]) -> list[float]:
-        return exact_sum_parts([*state, *other]) if other else state
+        more = _parts(other)
+        return _exact_parts([*_parts(state), *more]) if more else state
 
     def extract(self, state: list[float]) -> float:
-        return math.fsum(state)
+        parts = _parts(state)
+        return math.fsum(parts) if all(map(math.isfinite, parts)) else sum(parts)
 
 
 class Min(FieldKind):
-    """Smallest value (None for no events)."""
+    """Smallest value as a float (None for no events)."""
 
     pick = staticmethod(min)
 
-    def create(self) -> Any:
+    def create(self) -> float | None:
         return None
 
-    def add_all(self, state: Any, events: Sequence[Event]) -> Any:
-        best = self.pick(self.values(events), default=None)
+    def fold(self, state: float | None, selected: Sequence[Event]) -> float | None:
+        best = self.pick(self.values(selected), default=None)
         if best is None:
             return state
+        # float() and + 0.0: 1 and 1.0, -0.0 and 0.0 tie; whichever came first must not show.
+        best = float(best) + 0.0
         return best if state is None else self.pick(state, best)
 
-    def merge(self, state: Any, other: Any) -> Any:
+    def merge(self, state: float | None, other: float | None) -> float | None:
         if other is None:
             return state
         return other if state is None else self.pick(state, other)
 
 
 class Max(Min):
-    """Largest value (None for no events)."""
+    """Largest value as a float (None for no events)."""
 
     pick = staticmethod(max)
 
@@ -307,12 +325,18 @@ class CountBy(FieldKind):
     def create(self) -> dict[str, int]:
         return {}
 
-    def add_all(self, state: dict[str, int], events: Sequence[Event]) -> dict[str, int]:
-        for label, count in Counter(self.values(events)).items():
-            if label is None:
-                continue
-            name = label if type(label) is str else str(label)
-            state[name] = state.get(name, 0) + count
+    def fold(self, state: dict[str, int], selected: Sequence[Event]) -> dict[str, int]:
+        counts = Counter(self.values(selected))
+        counts.pop(None, None)
+        if not all(type(label) is str for label in counts):
+            # Convert before counting: 1, 1.0 and True are one Counter key, three labels.
+            counts = Counter(
+                lab if type(lab) is str else str(lab)
+                for lab in self.values(selected)
+                if lab is not None
+            )
+        for label, count in counts.items():
+            state[label] = state.get(label, 0) + count
         return state
 
     def merge(self, state: dict[str, int], other: dict[str, int]) -> dict[str, int]:
@@ -330,7 +354,10 @@ class Sketch(FieldKind):
     The state is what a DDSketch holds, as JSON: ``{"p": {bin: count}, "n": {bin: count},
     "z": count}`` for positive values, negative values (by magnitude) and zeros, each bin the
     key of ddsketch's own ``LogarithmicMapping``; merging adds bin counts, as DDSketch's merge
-    does. ``extract`` rebuilds a ``DDSketch`` (ask it ``get_quantile_value(q)``).
+    does. ``extract`` rebuilds a ``DDSketch``: ask it ``get_quantile_value(q)`` and ``count``;
+    its min, max, sum and mean are bin representatives (declare ``Min``, ``Max``, ``FloatSum``
+    fields for exact ones). Non-finite values are not counted. The bins depend on
+    ``relative_accuracy``: changing it needs fresh tables (a new ``APP_ID``).
     """
 
     def __init__(
@@ -347,17 +374,19 @@ class Sketch(FieldKind):
     def create(self) -> dict[str, Any]:
         return {"p": {}, "n": {}, "z": 0}
 
-    def add_all(self, state: dict[str, Any], events: Sequence[Event]) -> dict[str, Any]:
+    def fold(self, state: dict[str, Any], selected: Sequence[Event]) -> dict[str, Any]:
         key = self.mapping.key
-        smallest = self.mapping.min_possible
+        smallest, largest = self.mapping.min_possible, self.mapping.max_possible
         positive, negative = state["p"], state["n"]
-        for value in self.values(events):
-            if value > smallest:
+        for value in self.values(selected):
+            if smallest < value <= largest:
                 bins, bin_key = positive, str(key(value))
-            elif value < -smallest:
+            elif -largest <= value < -smallest:
                 bins, bin_key = negative, str(key(-value))
-            else:
+            elif -smallest <= value <= smallest:
                 state["z"] += 1
+                continue
+            else:  # NaN, infinities, values beyond the mapping's range
                 continue
             bins[bin_key] = bins.get(bin_key, 0) + 1
         return state
@@ -433,12 +462,21 @@ class Aggregate:
         return [0, *(kind.create() for kind in self._kinds)]
 
     def add_all(self, acc: Accumulator, events: Sequence[Event]) -> None:
-        """Fold ``events`` (all of one group key and window) into ``acc``, in place."""
+        """Fold ``events`` (all of one group key and window) into ``acc``, in place; each
+        condition selects from them once, whichever fields share it."""
         if not events:
             return
         acc[0] += len(events)
+        selections: dict[int, Sequence[Event]] = {}
         for slot, kind in enumerate(self._kinds, 1):
-            acc[slot] = kind.add_all(acc[slot], events)
+            where = kind.where
+            if where is None:
+                selected = events
+            else:
+                selected = selections.get(id(where))  # conditions live as long as the kinds
+                if selected is None:
+                    selected = selections[id(where)] = where.select(events)
+            acc[slot] = kind.fold(acc[slot], selected)
 
     def add(self, acc: Accumulator, event: Event) -> None:
         """Fold one event into ``acc``, in place."""
@@ -491,5 +529,8 @@ def _key_reader(paths: tuple[Getter, ...]) -> Callable[[Event], tuple[str, ...]]
             return operator.itemgetter(*paths)  # type: ignore[return-value]
         (name,) = paths
         return lambda event: (event[name],)
+    if len(paths) == 1:
+        get = getter(paths[0])
+        return lambda event: (get(event),)
     getters = tuple(getter(p) for p in paths)
     return lambda event: tuple(get(event) for get in getters)

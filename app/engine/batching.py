@@ -249,7 +249,7 @@ class StreamPulseApp(faust.App):
         self._configured_canonical_url = kwargs.get("canonical_url")
         self.batch_handlers: dict[str, BatchHandler] = {}
         self._batch_topics: list[faust.TopicT] = []
-        #: Set by :meth:`configure_sources` under REPLAY_FROM_MS (app/replay.py).
+        #: Set by :meth:`configure_sources` under REPLAY_FROM_MS (app/tools/replay.py).
         self.replay_from_ms: int | None = None
         self.replay_topics: frozenset[str] = frozenset()
 
@@ -284,7 +284,7 @@ class StreamPulseApp(faust.App):
         for topic in self._batch_topics:
             self.topics.add(topic)
 
-    # -- which source topics, from when (SOURCE_TOPICS, REPLAY_FROM_MS: app/replay.py) ------
+    # -- which source topics, from when (SOURCE_TOPICS, REPLAY_FROM_MS: app/tools/replay.py) ------
 
     def configure_sources(self, settings: Settings | None = None) -> None:
         """Keep only the source batch agents SOURCE_TOPICS names; under REPLAY_FROM_MS, hand

@@ -1,9 +1,11 @@
 """Source side of every domain: decode, validate, dead-letter or aggregate, per batch.
 
-A batch agent calls :meth:`SourcePipeline.handle` with the records one fetch returned for one
-partition. Nothing here raises on bad input: undecodable or invalid records go to the DLQ with
-their reason, the rest are shipped as partial aggregates to the tables. The handler returns
-only when the broker has acknowledged both, so Faust may then commit the batch's offsets.
+A domain's source batch agent calls :meth:`SourcePipeline.handle` with the records one fetch
+returned for its topic, one batch per partition. Nothing here raises on bad input: undecodable
+or invalid records go to the DLQ with their reason (a rule that raises too:
+``validation.rule_error``), the rest are shipped as partial aggregates to the domain's tables.
+What ``handle`` returns resolves once the broker has acknowledged both, so Faust may then
+commit the batch's offsets.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from app.validation import RULE_ERROR, UNKNOWN_EVENT_TYPE, Violation
 __all__ = ["Runtime", "SourcePipeline", "produced_range"]
 
 log = logging.getLogger(__name__)
+
 
 def produced_range(batches: Sequence[SourceBatch]) -> tuple[int, int]:
     """Oldest and newest Kafka record timestamp (production time, epoch ms) of a fetch, for
@@ -86,6 +89,7 @@ class SourcePipeline:
         valid: list[dict[str, Any]] = []
         validate = self.validate
         topic, partition = batch.topic, batch.partition
+        traced = False  # one traceback per batch: a broken rule may break on every record
         for record, result in zip(batch.records, decoded, strict=True):
             if type(result) is not Decoded:
                 dead_letters.add(topic, partition, record, result.reason, result.message)
@@ -93,8 +97,9 @@ class SourcePipeline:
             try:
                 violation = validate(result.value)
             except Exception as exc:  # a rule that cannot read the record: still not a crash
-                log.exception("validating %s partition=%d offset=%d raised", topic, partition,
-                              record.offset)  # fmt: skip
+                log.error("validating %s partition=%d offset=%d raised %r", topic, partition,
+                          record.offset, exc, exc_info=not traced)  # fmt: skip
+                traced = True
                 violation = Violation(RULE_ERROR, f"a data-quality rule raised {exc!r}")
             if violation is None:
                 valid.append(result.value)

@@ -20,7 +20,7 @@ from models.combine import Aggregate
 __all__ = ["ROCKSDB_OPTIONS", "declare_windowed_table", "partials_topic_name"]
 
 #: Per partition database. Faust's defaults (64 MB memtables x 3 and a 2 GB block cache per
-#: partition) let a worker with 3 tables x 8 partitions grow into gigabytes; a table holds one
+#: partition) let a worker with 5 tables x 8 partitions grow into gigabytes; a table holds one
 #: small JSON value per group key, so small memtables and caches bound RSS without slowing the
 #: one-write-per-key-per-batch path.
 ROCKSDB_OPTIONS = {

@@ -21,9 +21,9 @@ What it does, in order:
    start at the first offset with a record timestamp >= that time where the broker can look
    offsets up by timestamp (Apache Kafka), and every record with an earlier record timestamp
    is skipped, acked but not counted (``StreamPulseApp.configure_sources`` and
-   ``seek_replay_start`` in ``app/batching.py``). Tansu answers a lookup by timestamp with the
-   partition's first offset whatever the time, so there the skip alone does the work: the
-   replay is the same on both brokers, only slower on Tansu for a late ``--from``.
+   ``seek_replay_start`` in ``app/engine/batching.py``). Tansu answers a lookup by timestamp
+   with the partition's first offset whatever the time, so there the skip alone does the work:
+   the replay is the same on both brokers, only slower on Tansu for a late ``--from``.
 3. Each message is decoded with the schema it was written with (the codec fetches the writer
    schema by the id in the message and resolves it into the worker's reader schema), so
    history written by older producers is counted as it was written.
@@ -40,19 +40,20 @@ What it does, in order:
    from the worker's ``/metrics``) and stops the worker.
 
 ``--from`` uses the Kafka record timestamp (``CreateTime`` as the producer set it), not the
-event's own ``event_timestamp``; windows are still built from the event time. Producers that
+event's own event-time field; windows are still built from the event time. Producers that
 set the record timestamp to the event time (as the tests do) make the two agree; otherwise a
 window that straddles ``--from`` may be rebuilt from part of its events. For complete windows,
 give a window start.
 
 Output and duplicates: the rebuilt window records go to the same derived topics as the live
-worker's (``agg.telemetry.*``). A record's ``event_id`` is a UUID derived from (table, group
-key, window start) (``app/publish.py``), so a rebuilt window carries the same id as the record
-the live worker published for it: consumers that drop duplicate ``event_id`` s keep one of
-them (the first seen, or the newest ``occurred_at`` to prefer the rebuild). Windows rebuilt
-from a partial history (``--from`` inside a window, or a topic whose retention deleted older
-records) also carry that id, with the smaller numbers. The replay group's internal topics
-(``<app id>-*-partials``, ``-changelog``) stay on the broker afterwards; delete them when done.
+worker's (for ``acme-telemetry``, ``agg.telemetry.*``). A record's ``event_id`` is a UUID
+derived from (table, group key, window start) (``app/engine/publish.py``), so a rebuilt window
+carries the same id as the record the live worker published for it: consumers that drop
+duplicate ``event_id`` s keep one of them (the first seen, or the newest ``occurred_at`` to
+prefer the rebuild). Windows rebuilt from a partial history (``--from`` inside a window, or a
+topic whose retention deleted older records) also carry that id, with the smaller numbers. The
+replay group's internal topics (``<app id>-*-partials``, ``-changelog``) stay on the broker
+afterwards; delete them when done.
 """
 
 from __future__ import annotations
@@ -244,14 +245,13 @@ def open_windows(base_url: str, tables: Sequence[str]) -> int | None:
 
 def _replayed_tables(topic: str) -> list[str]:
     """The derived tables fed by ``topic``'s batch agent (fails clearly if it has none)."""
-    from app.main import app, windowed_tables
+    from app.main import engine
 
-    if topic not in app.batch_handlers:
-        sources = sorted(
-            name for t in app._batch_topics if not t.internal for name in t.topics
-        )
+    pipeline = engine.pipelines.get(topic)
+    if pipeline is None:
+        sources = sorted(engine.pipelines)
         raise ReplayError(f"no agent consumes {topic!r}; topics with agents: {sources}")
-    return [name for name, w in windowed_tables.items() if w.source_topic == topic]
+    return [table.aggregate.table for table in pipeline.tables]
 
 
 # -- the replay ---------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from agents import DOMAINS
+from app.settings import load_settings
 from app.tools.results import (
     accounting,
     read_dead_letters,
@@ -83,6 +84,19 @@ def print_summary(stack: EmbeddedStack, title: str) -> None:
     print(f"\n=== {title} ===\n{asyncio.run(collect())}", flush=True)
 
 
+def final_accounting(report: Path, worker_url: str) -> str:
+    """The accounting of :func:`app.tools.results.accounting`, or why there is none."""
+    samples = read_metrics(worker_url)
+    if samples is None:
+        return f"accounting unavailable: the worker's {worker_url}/metrics did not answer"
+    if not report.exists():
+        return f"accounting unavailable: the simulator wrote no report ({report})"
+    settings = load_settings()
+    consumed = [d.topic for d in DOMAINS
+                if not settings.source_topics or d.topic in settings.source_topics]  # fmt: skip
+    return accounting(json.loads(report.read_text()), samples, consumed)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(prog="python -m app.tools.run", description=__doc__)
@@ -97,11 +111,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     state = Path(tempfile.mkdtemp(prefix="streampulse-run-"))
     report = state / "simulator.json"
     web_port = int(os.environ.get("WEB_PORT") or free_port())
-    stopping = False
+    signals = 0  # Ctrl-C or SIGTERM: the first stops the traffic, a second skips the settling
 
     def request_stop(signum: int, frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+        nonlocal signals
+        signals += 1
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
@@ -116,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         simulator: subprocess.Popen | None = None
         try:
             wait_ready(web_port, worker)
+            if signals:
+                return 130
             print(f"KAFKA_BROKER_URL={stack.kafka_url}\nSCHEMA_REGISTRY_URL={stack.registry_url}")
             print(
                 f"worker web: http://127.0.0.1:{web_port}/ (tables: /tables/, metrics: /metrics,"
@@ -127,9 +143,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "--duration", str(args.duration), "--seed", str(args.seed),
                  "--bad-rate", "0.01", "--v2-rate", "0.2", "--report", str(report)],
                 env={**os.environ, **env}, stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own group: stop_process signals it, it reports
             )  # fmt: skip
             next_report = time.monotonic() + args.report_every
-            while not stopping and simulator.poll() is None:
+            while not signals and simulator.poll() is None:
                 time.sleep(0.2)
                 if worker.poll() is not None:
                     print("the worker stopped; see its log", file=sys.stderr)
@@ -137,18 +154,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if time.monotonic() >= next_report:
                     next_report += args.report_every
                     print_summary(stack, "published so far")
-            if not stopping and simulator.returncode:
+            if not signals and simulator.returncode:
                 print(f"the simulator failed (exit {simulator.returncode})", file=sys.stderr)
                 return 1
-            stop_process(simulator)
+            stop_process(simulator)  # SIGTERM: it stops sending and writes its report
             settle = int(window) + int(grace) + 5
-            print(f"\ntraffic stopped; waiting {settle}s for the open windows to close", flush=True)
-            time.sleep(settle)
+            print(f"\ntraffic stopped; waiting {settle}s for the open windows to close"
+                  " (Ctrl-C again to skip)", flush=True)  # fmt: skip
+            deadline = time.monotonic() + settle
+            before = signals
+            while time.monotonic() < deadline and signals == before:
+                time.sleep(0.2)
             print_summary(stack, "final aggregates")
-            samples = read_metrics(f"http://127.0.0.1:{web_port}")
-            if report.exists() and samples is not None:
-                consumed = [domain.topic for domain in DOMAINS]
-                print(accounting(json.loads(report.read_text()), samples, consumed), flush=True)
+            print(final_accounting(report, f"http://127.0.0.1:{web_port}"), flush=True)
             return 0
         finally:
             if simulator is not None:

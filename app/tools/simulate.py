@@ -28,14 +28,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 from app.catalog import SOURCE_TOPICS, load_schema, subject_for
 from app.engine.codec import RegistryCodec, frame
 from app.settings import load_settings
 from app.tools.simulator.population import EventFactory, Population
 
-__all__ = ["BAD_KINDS", "Simulator", "corrupt", "main", "with_extra_symbol"]
+__all__ = ["BAD_KINDS", "Message", "Simulator", "corrupt", "main", "with_extra_symbol"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,15 @@ def load_factories(
     return {t: found[t] for t in topics}, {t: modules[t] for t in topics}
 
 
+class Message(NamedTuple):
+    """One message to send, and the DLQ reason it must get (None: it must be counted)."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    reason: str | None
+
+
 @dataclass
 class Simulator:
     """Produces events through an aiokafka producer; counts what it sent by topic, and the
@@ -116,6 +125,8 @@ class Simulator:
     topics: Sequence[str] = tuple(SOURCE_TOPICS)
     bad_rate: float = 0.0
     v2_rate: float = 0.0
+    #: the registry client side (tests pass one with a fake registry)
+    codec: RegistryCodec | None = None
     sent: Counter = field(default_factory=Counter)
     #: (topic, DLQ reason) -> broken messages sent
     bad: Counter = field(default_factory=Counter)
@@ -124,7 +135,8 @@ class Simulator:
         self.rng = random.Random(self.seed)
         self.factories, self.modules = load_factories(self.seed, self.topics)
         self.weights = [TOPIC_WEIGHTS.get(t, 1) for t in self.topics]
-        self.codec = RegistryCodec(self.registry_url, max_retries=20)
+        if self.codec is None:
+            self.codec = RegistryCodec(self.registry_url, max_retries=20)
         self._ids: dict[str, int] = {}
         self._v2: EventFactory | None = None
         #: per topic, the kinds of broken message it can get
@@ -142,6 +154,15 @@ class Simulator:
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
 
+        await self.register_schemas()
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, linger_ms=5, max_batch_size=512 * 1024
+        )
+        await self.producer.start()
+
+    async def register_schemas(self) -> None:
+        """Register (idempotently) every writer schema the messages will use."""
+        assert self.codec is not None
         for topic, factory in self.factories.items():
             schema = load_schema(factory.schema_file)
             self._ids[topic] = await self.codec.schema_id_for(subject_for(topic), schema)
@@ -158,19 +179,17 @@ class Simulator:
             self._ids["content-downloads.v2"] = await self.codec.schema_id_for(
                 subject_for("content-downloads"), load_schema(self._v2.schema_file)
             )
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, linger_ms=5, max_batch_size=512 * 1024
-        )
-        await self.producer.start()
 
     async def stop(self) -> None:
         with contextlib.suppress(Exception):
             await self.producer.flush()
             await self.producer.stop()
-        await self.codec.close()
+        if self.codec is not None:
+            await self.codec.close()
 
-    def next_message(self, now_ms: int) -> tuple[str, bytes, bytes]:
-        """(topic, key, value) of the next event, possibly broken or v2."""
+    def next_message(self, now_ms: int) -> Message:
+        """The next event, possibly broken or v2 (not counted until :meth:`count`)."""
+        assert self.codec is not None
         rng = self.rng
         topic = rng.choices(self.topics, self.weights)[0]
         factory, id_key = self.factories[topic], topic
@@ -194,10 +213,13 @@ class Simulator:
         encoded = self.codec.encode(self._ids[id_key], value)
         if kind in FRAMING_KINDS:
             encoded = corrupt(kind, encoded, rng)
-        if reason is not None:
-            self.bad[(topic, reason)] += 1
-        self.sent[topic] += 1
-        return topic, key.encode(), encoded
+        return Message(topic, key.encode(), encoded, reason)
+
+    def count(self, message: Message) -> None:
+        """Count ``message`` as sent (once the producer has taken it)."""
+        self.sent[message.topic] += 1
+        if message.reason is not None:
+            self.bad[(message.topic, message.reason)] += 1
 
     def report(self) -> dict[str, Any]:
         """What was sent per topic, and the DLQ reasons the broken messages must get."""
@@ -226,8 +248,9 @@ class Simulator:
                 due = min(due, target)
             now_ms = int(time.time() * 1000)
             while total < due:
-                topic, key, value = self.next_message(now_ms)
-                await self.producer.send(topic, value, key=key)
+                message = self.next_message(now_ms)
+                await self.producer.send(message.topic, message.value, key=message.key)
+                self.count(message)  # after the send: a cancelled send was not sent
                 total += 1
             if progress and time.monotonic() - last_report >= 0.5:
                 last_report = time.monotonic()
@@ -284,11 +307,13 @@ async def _main(args: argparse.Namespace) -> int:
     settings = load_settings()  # every broker of KAFKA_BROKER_URL, not just the last
     bootstrap, registry = settings.broker_bootstrap, settings.schema_registry_url
     simulator = Simulator(bootstrap, registry, args.seed, topics, args.bad_rate, args.v2_rate)
-    await simulator.start()
+
+    async def session() -> None:
+        await simulator.start()
+        await simulator.run(args.rate, args.duration, args.count, progress=not args.quiet)
+
     loop = asyncio.get_running_loop()
-    task = asyncio.ensure_future(
-        simulator.run(args.rate, args.duration, args.count, progress=not args.quiet)
-    )
+    task = asyncio.ensure_future(session())  # a signal stops it cleanly, even while starting
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
     try:

@@ -55,8 +55,12 @@ def is_number(value: Any) -> bool:
 
 
 def is_non_negative(value: Any) -> bool:
-    """A finite number >= 0."""
-    return is_number(value) and math.isfinite(value) and value >= 0
+    """A finite number >= 0 (an integer of any size, or a float)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return value >= 0
+    return isinstance(value, float) and math.isfinite(value) and value >= 0
 
 
 def is_count(value: Any, minimum: int = 0) -> bool:
@@ -91,8 +95,9 @@ def event_id_format(value: str) -> Violation | None:
 
 
 def timestamp_range(value: int, name: str = "timestamp") -> Violation | None:
-    """An event time in epoch milliseconds within :data:`EARLIEST_MS` - :data:`LATEST_MS`."""
-    if EARLIEST_MS <= value < LATEST_MS:
+    """An event time in epoch milliseconds (an integer: windows start at integers) within
+    :data:`EARLIEST_MS` - :data:`LATEST_MS`."""
+    if isinstance(value, int) and not isinstance(value, bool) and EARLIEST_MS <= value < LATEST_MS:
         return None
     return Violation.rule(
         f"{name}_range",

@@ -3,7 +3,7 @@
 ``setup_prometheus_sensors`` would register a second ``/metrics`` view (ours serves the default
 registry already) and name the metrics after the app id. Instead :func:`install` puts a
 ``PrometheusMonitor`` on the app, its metrics (prefix ``faust_``, whatever ``APP_ID`` is) in
-the same registry as ``app/metrics.py``'s, so one exposition carries both.
+the same registry as ``app/engine/metrics.py``'s, so one exposition carries both.
 
 Faust observes its latencies in milliseconds and names one histogram ``..._runtime_ms``, which
 ``promtool check metrics`` rejects (abbreviated, non-base unit). Its latency histograms are

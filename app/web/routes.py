@@ -6,8 +6,8 @@
 | ``GET /tables/`` | the windowed tables: name, description, window size, key and metric fields |
 | ``GET /tables/{name}/`` | rows (one per key and window) held here; ``?limit=``, ``?sort=`` |
 | ``GET /tables/{name}/{key}/`` | one key's windows, answered by the worker owning its partition |
-| ``GET /ui/`` | the page for people (``app/ui/index.html``, self-contained) |
-| ``GET /metrics`` | Prometheus text: our metrics (``app/metrics.py``) and Faust's sensor metrics |
+| ``GET /ui/`` | the page for people (``app/web/ui/index.html``, self-contained) |
+| ``GET /metrics`` | Prometheus text: ours (``app/engine/metrics.py``) and Faust's sensor metrics |
 
 Errors are JSON ``{"error": ...}``: 404 for an unknown table, key or path under ``/tables/``,
 400 for a bad query parameter, 503 while the partition assignment is unknown or the owning
@@ -21,7 +21,7 @@ request for a key another worker owns is forwarded there once, marked with
 if, mid-rebalance, it thinks another worker owns the key, so two workers can never bounce a
 request between them.
 
-Faust's own sensor metrics (``app/faust_metrics.py``): a ``PrometheusMonitor`` replaces the
+Faust's own sensor metrics (``app/web/faust_metrics.py``): a ``PrometheusMonitor`` replaces the
 app's monitor before the worker starts, its metrics (prefix ``faust_``) in prometheus_client's
 default registry, so the one ``/metrics`` route serves both sets. A timer keeps
 ``streampulse_table_keys{table}`` set from the local table sizes.

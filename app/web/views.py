@@ -1,8 +1,8 @@
 """Pure functions behind the table web views: table state in, JSON-ready rows out.
 
 A windowed table's value per key is ``{"open": {"<window_start_ms>": acc}, "closed": {...}}``
-(``app/windowing.py``); its key is the group-key values joined by ``encode_key``. A row is one
-window of one key::
+(``app/engine/windowing.py``); its key is the group-key values joined by ``encode_key``. A row
+is one window of one key::
 
     {"key": "United States|Comcast", "country": "United States", "isp": "Comcast",
      "window_start": 1754922600000, "window_end": 1754922610000, "closed": false,
@@ -10,7 +10,7 @@ window of one key::
 
 Rows come newest window first (then open before closed, then by key); ``sort=<metric>`` orders
 by that metric, largest first, nulls last, the same order breaking ties. Nothing here touches
-Faust: ``app/web.py`` feeds these functions the table's items and turns :class:`QueryError`
+Faust: ``app/web/routes.py`` feeds these functions the table's items and turns :class:`QueryError`
 into a 400 answer.
 """
 

@@ -744,7 +744,7 @@ def test_schema_registration_job(k8s: dict[tuple[str, str], dict[str, Any]]) -> 
 
 
 def _faust_metric_names() -> set[str]:
-    """Names of Faust's sensor metrics exactly as the worker exposes them (app/faust_metrics.py
+    """Names of Faust's sensor metrics exactly as the worker exposes them (app/web/faust_metrics.py
     registers them, prefix and ``_seconds`` renames included), from a fresh registry."""
     from prometheus_client import CollectorRegistry
 

@@ -109,7 +109,8 @@ kinds_events = st.fixed_dictionaries({
     "group": st.sampled_from(["a", "b"]),
     "n": st.integers(-1000, 1000),
     "value": st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False),
-    "label": st.sampled_from(["x", "y", None, 7]),
+    # 1, True and 1.0 are equal in Python and three labels here: "1", "True", "1.0"
+    "label": st.sampled_from(["x", "y", None, 7, 1, True, 1.0]),
 })  # fmt: skip
 
 AGGREGATES = [
@@ -121,6 +122,11 @@ AGGREGATES = [
     (EVERY_KIND, kinds_events),
 ]
 IDS = [a.table for a, _ in AGGREGATES]
+
+
+def canonical(folds: dict) -> str:
+    """Folded accumulators as JSON text, map keys sorted (their order is not part of them)."""
+    return json.dumps(sorted(folds.items()), sort_keys=True)
 
 
 def merge_folds(aggregate: Aggregate, folds: list[dict], rng: random.Random) -> dict:
@@ -153,9 +159,8 @@ def test_fold_equals_merged_folds_of_any_split_order_and_grouping(
         rng.shuffle(parts)
         whole = aggregate.fold(events)
         merged = merge_folds(aggregate, [aggregate.fold(p) for p in parts], rng)
-        assert merged == whole  # the same accumulators, to the last bit
-        for key, acc in whole.items():
-            assert aggregate.extract(merged[key]) == aggregate.extract(acc)
+        # The same accumulators, to the last bit: as JSON, so -0.0 is not 0.0 nor 1 is 1.0.
+        assert canonical(merged) == canonical(whole)
 
     check()
 
@@ -172,8 +177,10 @@ def test_accumulators_survive_json_and_merge_has_an_identity(
             assert json.loads(text) == acc
             assert aggregate.extract(json.loads(text)) == aggregate.extract(acc)
             snapshot = copy.deepcopy(acc)
-            assert aggregate.merge(aggregate.create(), acc) == acc
-            assert acc == snapshot  # merge left its second argument alone
+            merged = aggregate.merge(aggregate.create(), acc)
+            assert merged == acc
+            aggregate.merge(merged, copy.deepcopy(acc))  # grows merged: acc must not follow
+            assert acc == snapshot  # merge neither changed its second argument nor shares it
             assert aggregate.merge(copy.deepcopy(acc), aggregate.create()) == acc
         sizes = Counter(aggregate.key_values(e) for e in events)
         assert {k: aggregate.size(a) for k, a in aggregate.fold(events).items()} == dict(sizes)
@@ -246,6 +253,30 @@ def test_exact_sum_parts_of_non_finite_values_ends() -> None:
     assert exact_sum_parts([math.inf, 1.0]) == [math.inf]
     assert exact_sum_parts([]) == []
     assert exact_sum_parts([0.0, -0.0]) == []
+    # math.fsum raises on these; a sum must not: beyond a double's range it is inf or nan.
+    assert exact_sum_parts([1e308, 1e308]) == [math.inf]
+    assert exact_sum_parts([-1e308, -1e308]) == [-math.inf]
+    assert math.isnan(exact_sum_parts([math.inf, -math.inf])[0])
+
+
+def test_float_sum_reads_older_and_non_finite_states() -> None:
+    kind = FloatSum("v")
+    # A plain float: this field's state before exact sums (older table values, partials).
+    assert kind.merge(12.5, [0.25]) == [12.75]
+    assert kind.merge([0.25], 12.5) == [12.75]
+    assert kind.extract(12.5) == 12.5
+    assert kind.fold(12.5, [{"v": 0.5}]) == [13.0]
+    # orjson (Faust's JSON) stores a non-finite part as null.
+    assert math.isnan(kind.extract([None]))
+    assert math.isnan(kind.extract(kind.merge([1.0], [None])))
+    assert kind.extract([math.inf]) == math.inf
+
+
+def test_min_and_max_hold_floats_whichever_tie_came_first() -> None:
+    low = Min("v")
+    assert json.dumps(low.add_all(None, [{"v": 0.0}, {"v": -0.0}])) == "0.0"
+    assert json.dumps(low.add_all(None, [{"v": -0.0}, {"v": 0.0}])) == "0.0"
+    assert json.dumps(low.add_all(None, [{"v": 1}, {"v": 1.0}])) == "1.0"
 
 
 def test_min_and_max_treat_none_as_no_events() -> None:
@@ -264,6 +295,8 @@ def test_count_by_skips_none_and_names_labels_as_strings() -> None:
     kind = CountBy("code")
     state = kind.add_all(kind.create(), [{"code": c} for c in ["a", "b", "a", None, 404]])
     assert state == {"a": 2, "b": 1, "404": 1}
+    labels = [{"code": c} for c in [1, True, 1.0, "None", None]]
+    assert kind.add_all(kind.create(), labels) == {"1": 1, "True": 1, "1.0": 1, "None": 1}
     other = {"b": 5, "c": 1}
     assert kind.merge(state, other) == {"a": 2, "b": 6, "404": 1, "c": 1}
     assert other == {"b": 5, "c": 1}
@@ -279,6 +312,12 @@ def test_sketch_quantiles_are_within_its_relative_accuracy(values: list[float], 
     exact = sorted(values)[math.floor(q * (len(values) - 1))]  # DDSketch's rank definition
     got = kind.extract(state).get_quantile_value(q)
     assert abs(got - exact) <= 0.01 * exact * (1 + 1e-9)
+
+
+def test_sketch_skips_values_it_cannot_bin() -> None:
+    kind = Sketch("v")
+    state = kind.add_all(kind.create(), [{"v": v} for v in [math.nan, math.inf, -math.inf, 1.0]])
+    assert state["z"] == 0 and sum(state["p"].values()) == 1 and not state["n"]
 
 
 def test_sketch_counts_zero_and_negative_values_and_merges_bins() -> None:

@@ -173,3 +173,26 @@ def test_the_simulator_breaks_exactly_the_rule_it_names(rule: str) -> None:
         assert validate(event) is None
         assert reason(RULE_BREAKERS[rule](event)) == f"validation.{rule}"
         assert validate(event) is None  # the breaker copied, it did not change the event
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"event_id": "x", "timestamp": 5}, "validation.event_id_format"),
+        ({"timestamp": 5, "download__status": "paused"}, "validation.timestamp_range"),
+        ({"download__status": "paused", "content__type": "podcast"}, "validation.status_value"),
+        ({"content__type": "podcast", "download__status": "failed"},
+         "validation.content_type_value"),
+        ({"download__status": "failed", "content__size_mb": -1}, "validation.error_code_required"),
+        ({"download__error_code": "x", "content__size_mb": -1}, "validation.error_code_forbidden"),
+        ({"content__size_mb": -1, "content__price": -1.0}, "validation.size_range"),
+        ({"download__duration_seconds": -1, "content__price": -1.0}, "validation.duration_range"),
+        ({"download__speed_mbps": -1.0, "content__price": -1.0}, "validation.speed_range"),
+    ],
+)  # fmt: skip
+def test_the_first_broken_rule_wins(changes: dict[str, Any], expected: str) -> None:
+    assert reason(with_(**changes)) == expected
+
+
+def test_a_timestamp_must_be_an_integer() -> None:
+    assert reason(with_(timestamp=1698768000000.0)) == "validation.timestamp_range"

@@ -213,3 +213,84 @@ def test_the_simulator_breaks_exactly_the_rule_it_names(rule: str) -> None:
         assert validate(event) is None, event
         assert reason(RULE_BREAKERS[rule](event)) == f"validation.{rule}"
         assert validate(event) is None  # the breaker copied, it did not change the event
+
+
+# -- check order, amount bounds, currencies' minor units, shapes Avro cannot produce ----------
+
+
+def test_an_unknown_symbol_wins_over_missing_fields() -> None:
+    """Decoded as written (no reader defaults), a newer producer's event may lack fields."""
+    event = with_(CREATED, top__event_type="ORDER_RETURNED")
+    del event["payload"]["currency"], event["event_id"]
+    assert reason(event) == "unknown_event_type"
+    assert reason(with_(CREATED, status="ON_HOLD", items=[{"sku": ""}])) == "unknown_event_type"
+    assert reason(with_(CREATED, status=["PAID"])) == "unknown_event_type"  # not a symbol at all
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"top__event_id": "x", "top__timestamp": 5}, "validation.event_id_format"),
+        ({"top__timestamp": 5, "currency": "usd"}, "validation.timestamp_range"),
+        ({"currency": "usd", "items": None}, "validation.currency_format"),
+        ({"items": None, "total_amount": -1.0}, "validation.order_created_fields"),
+        ({"items": items((0, -1.0)), "total_amount": -1.0}, "validation.quantity_range"),
+        ({"items": items((1, -1.0)), "total_amount": -1.0}, "validation.unit_price_range"),
+        ({"items": items((1, 1.0)), "total_amount": -1.0}, "validation.total_amount_range"),
+    ],
+)
+def test_the_first_broken_rule_wins(change: dict[str, Any], expected: str) -> None:
+    assert reason(with_(CREATED, **change)) == expected
+
+
+@pytest.mark.parametrize(
+    ("amount", "ok"), [(1e12, True), (1e12 + 1e6, False), (1e308, False), (10**30, False)]
+)
+def test_amounts_have_an_upper_bound(amount: float, ok: bool) -> None:
+    refund = with_(CREATED, top__event_type="ORDER_REFUNDED", items=None, total_amount=amount)
+    assert reason(refund) == (None if ok else "validation.total_amount_range")
+    line = with_(CREATED, items=items((1, amount)), total_amount=float(amount))
+    assert reason(line) == (None if ok else "validation.unit_price_range")
+
+
+@pytest.mark.parametrize(
+    ("currency", "lines", "total", "ok"),
+    [
+        # JPY has no minor unit: half a yen per line and for the total
+        ("JPY", ((3, 1500.0),), 4501.0, True),  # 1 yen off, tolerance 1.0
+        ("JPY", ((3, 1500.0),), 4501.5, False),
+        # KWD has three decimals: 0.0005 per line and for the total
+        ("KWD", ((2, 1.2345),), 2.4695, True),  # 0.0005 off, tolerance 0.001
+        ("KWD", ((2, 1.2345),), 2.4705, False),  # 0.0015 off
+        ("EUR", ((2, 1.2345),), 2.4705, True),  # two decimals: tolerance 0.01
+    ],
+)
+def test_the_tolerance_follows_the_currencys_minor_unit(
+    currency: str, lines: tuple, total: float, ok: bool
+) -> None:
+    event = with_(CREATED, currency=currency, items=items(*lines), total_amount=total)
+    assert reason(event) == (None if ok else "validation.total_matches_items")
+
+
+def test_a_large_total_is_compared_within_float_precision() -> None:
+    # 7 lines of 123,456,789.01: the float sum differs from the decimal one in the last digits
+    lines = [(1, 123_456_789.01)] * 7
+    assert reason(with_(CREATED, items=items(*lines), total_amount=864_197_523.07)) is None
+
+
+@pytest.mark.parametrize("timestamp", [1_754_922_600_000.0, "1754922600000"])
+def test_a_timestamp_must_be_an_integer(timestamp: Any) -> None:
+    assert reason(with_(CREATED, top__timestamp=timestamp)) in (
+        "validation.timestamp_range", "validation.required_fields",
+    )  # fmt: skip
+
+
+def test_values_avro_cannot_produce_are_reported_not_raised() -> None:
+    assert reason(with_(CREATED, items=items((10**400, 1.0)), total_amount=1.0)) == (
+        "validation.quantity_range"
+    )
+    assert reason(with_(CREATED, items=items((2**31 - 1, 1.0)), total_amount=2.0**31 - 1)) is None
+    assert reason(with_(CREATED, items=[{"sku": "S", "quantity": "2", "unit_price": 1.0}])) == (
+        "validation.quantity_range"
+    )
+    assert reason(with_(CREATED, payment_method={"x": 1})) == "unknown_event_type"

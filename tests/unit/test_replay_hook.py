@@ -1,4 +1,4 @@
-"""The replay hook of ``app/batching.py`` and the argument helpers of ``app/replay.py``.
+"""The replay hook of ``app/engine/batching.py``, the argument helpers of ``app/tools/replay.py``.
 
 ``StreamPulseApp.configure_sources`` (SOURCE_TOPICS, REPLAY_FROM_MS) and
 ``seek_replay_start`` run here against fakes: the embedded Tansu broker answers every lookup by

@@ -59,7 +59,7 @@ class OneEvent:
 
 
 def test_sizes_of_the_seed_example_follow_the_avro_specification() -> None:
-    measured = sizes._measure_one(OneEvent(), "ContentDownloadEvent", 3, None)  # type: ignore[arg-type]
+    measured = sizes.measure_factory(OneEvent(), "ContentDownloadEvent", 3, None)  # type: ignore[arg-type]
     assert measured.avro == seed_example_avro_size()
     assert measured.json_compact == len(
         json.dumps(SEED_EXAMPLE, separators=(",", ":")).encode()
@@ -84,4 +84,4 @@ def test_the_script_runs_on_a_small_sample(capsys: Any) -> None:
     out = capsys.readouterr().out
     for topic in SOURCE_TOPICS:
         assert f"`{topic}`" in out
-    assert "| seed 000's claim (ContentDownloadEvent) | | 320 | | 850 |" in out
+    assert "Seed 000's claim for ContentDownloadEvent: 850 bytes of JSON" in out
