@@ -92,30 +92,36 @@ def key_partition(key_bytes: bytes, partitions: int) -> int:
 def build_partials(
     aggregate: Aggregate, events: Sequence[dict[str, Any]], window_ms: int, time_field: str
 ) -> Partials:
-    """Fold ``events`` into one accumulator per (group key, window start): grouped first, then
-    each group folded at once (``Aggregate.add_all``: a pass per field, not a call per event).
-    ``time_field`` is the source topic's event time (epoch ms)."""
-    groups: dict[tuple[str, ...], dict[int, list[dict[str, Any]]]] = {}
-    key_values = aggregate.key_values
+    """Fold ``events`` into one accumulator per (group key, window start). ``time_field`` is
+    the source topic's event time (epoch ms).
+
+    A group's first event is folded at once (``Aggregate.add``); the rest of a group are folded
+    together at the end (``Aggregate.add_all``: a pass per field, not a call per event). Why
+    both: with many keys most groups have one event per fetch, and with few keys most events
+    are in large groups; the laws of the combine function make the result the same."""
+    groups: dict[tuple[str, ...], dict[int, Accumulator]] = {}
+    rest: dict[int, tuple[Accumulator, list[dict[str, Any]]]] = {}  # id(acc) -> later events
+    key_values, create, add = aggregate.key_values, aggregate.create, aggregate.add
     for event in events:
         ts = event[time_field]
         window_start = ts - ts % window_ms
         windows = groups.get(key := key_values(event))
         if windows is None:
             windows = groups[key] = {}
-        group = windows.get(window_start)
-        if group is None:
-            windows[window_start] = [event]
+        acc = windows.get(window_start)
+        if acc is None:
+            windows[window_start] = acc = create()
+            add(acc, event)
+            continue
+        later = rest.get(id(acc))
+        if later is None:
+            rest[id(acc)] = (acc, [event])
         else:
-            group.append(event)
-    create, add_all = aggregate.create, aggregate.add_all
-    partials: Partials = {}
-    for key, windows in groups.items():
-        partials[encode_key(key)] = folded = {}
-        for window_start, group in windows.items():
-            folded[window_start] = acc = create()
-            add_all(acc, group)
-    return partials
+            later[1].append(event)
+    add_all = aggregate.add_all
+    for acc, later_events in rest.values():
+        add_all(acc, later_events)
+    return {encode_key(k): v for k, v in groups.items()}
 
 
 class PartitionClock:
