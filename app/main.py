@@ -15,7 +15,7 @@ from app.engine.codec import RegistryCodec
 from app.engine.wiring import Engine
 from app.settings import load_settings
 
-__all__ = ["app", "engine", "runtime", "settings", "windowed_tables"]
+__all__ = ["app", "codec", "engine", "runtime", "settings", "windowed_tables"]
 
 log = logging.getLogger(__name__)
 # httpx logs every registry request at INFO; the codec's own metrics and warnings suffice.
@@ -43,12 +43,14 @@ app = StreamPulseApp(
     # Per partition being written (partials, changelogs, derived topics: dozens at once).
     producer_max_batch_size=256 * 1024,
     producer_max_request_size=4 * 1024 * 1024,
-    consumer_max_fetch_size=1024 * 1024,
+    # Per partition per fetch: at least one message of the largest size decoded.
+    consumer_max_fetch_size=max(1024 * 1024, settings.max_message_bytes),
     broker_max_poll_records=settings.max_batch_records,
     web_enabled=True,
 )
 
-engine = Engine(app, settings, RegistryCodec(settings.schema_registry_url))
+codec = RegistryCodec(settings.schema_registry_url, max_message_bytes=settings.max_message_bytes)
+engine = Engine(app, settings, codec)
 engine.add_domains(DOMAINS)
 runtime = engine.runtime
 #: table name -> its windowed table (the web views and replay read it)

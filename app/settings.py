@@ -77,13 +77,17 @@ class Settings:
     app_id: str = "streampulse"
     # Most records one fetch hands to the batch agents (all partitions together).
     max_batch_records: int = 10000
+    # Largest source message decoded; a larger one is dead-lettered as decode.malformed, so a
+    # hostile message cannot make the decoder allocate beyond this (and the fetch size).
+    max_message_bytes: int = 1024 * 1024
     # How long the stream may sit idle before event time is advanced by wall-clock time.
     idle_advance_seconds: float = 5.0
     # How many closed windows per key the tables keep for the web views.
     closed_windows_kept: int = 5
     topic_replication_factor: int = 1
     # Faust's check that a persisted table offset is not above the changelog's end offset.
-    # The embedded Tansu broker reports end offsets that trip it (lessons.md): off there only.
+    # On everywhere: the end offsets are read from the data (app/engine/offsets.py), so the
+    # embedded Tansu broker's short ListOffsets answers (lessons.md) no longer trip it.
     recovery_consistency_check: bool = True
     # Source topics this worker consumes (SOURCE_TOPICS, comma-separated); empty: every topic
     # that has a batch agent. A replay worker (app/tools/replay.py) consumes only its topic.
@@ -117,6 +121,10 @@ class Settings:
         )
 
 
+#: MAX_MESSAGE_BYTES below this could not hold an ordinary source record.
+_MIN_MESSAGE_BYTES = 1024
+
+
 def load_settings() -> Settings:
     """Read the environment once; invalid values fail loudly at start, not mid-stream."""
     guarantee = os.environ.get("PROCESSING_GUARANTEE", "at_least_once") or "at_least_once"
@@ -140,6 +148,9 @@ def load_settings() -> Settings:
         data_dir=Path(os.environ.get("DATA_DIR") or "data"),
         app_id=os.environ.get("APP_ID") or Settings.app_id,
         max_batch_records=_env_int("MAX_BATCH_RECORDS", Settings.max_batch_records, minimum=1),
+        max_message_bytes=_env_int(
+            "MAX_MESSAGE_BYTES", Settings.max_message_bytes, minimum=_MIN_MESSAGE_BYTES
+        ),
         idle_advance_seconds=_env_float("IDLE_ADVANCE_SECONDS", Settings.idle_advance_seconds),
         closed_windows_kept=_env_int("CLOSED_WINDOWS_KEPT", Settings.closed_windows_kept),
         topic_replication_factor=_env_int("TOPIC_REPLICATION_FACTOR", 1, minimum=1),

@@ -19,18 +19,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import aiokafka
 import faust
 from faust.exceptions import ImproperlyConfigured
 from faust.streams import _current_event
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, Message
 
+from app.engine import metrics
+from app.engine.offsets import true_end_offsets
 from app.settings import Settings, load_settings
 
 __all__ = [
@@ -82,12 +86,39 @@ FETCH_MAX_WAIT_MS = 25
 
 
 class BatchingConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
-    """Faust's consumer thread, with a short fetch wait (:data:`FETCH_MAX_WAIT_MS`)."""
+    """Faust's consumer thread, with a short fetch wait (:data:`FETCH_MAX_WAIT_MS`) and
+    changelog end offsets read from the data (:mod:`app.engine.offsets`)."""
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts
         return consumer
+
+    async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
+        """The end offsets table recovery reads up to (its only caller): the broker's answer,
+        raised to the last record really held (Tansu reports the last batch's base + 1)."""
+        reported = await super()._highwaters(partitions)
+        if self.consumer.in_transaction:
+            return reported  # the last stable offset: the broker's transactions decide it
+        return await true_end_offsets(self._create_probe_consumer, reported)
+
+    def _create_probe_consumer(self) -> aiokafka.AIOKafkaConsumer:
+        """A consumer without a group, for :func:`true_end_offsets` (the worker's own consumer
+        must keep its positions)."""
+        conf = self.app.conf
+        transport = self.transport
+        return aiokafka.AIOKafkaConsumer(
+            client_id=f"{conf.broker_client_id}-end-offsets",
+            bootstrap_servers=aiokafka_driver.server_list(transport.url, transport.default_port),
+            group_id=None,
+            enable_auto_commit=False,
+            request_timeout_ms=int(conf.broker_request_timeout * 1000.0),
+            max_partition_fetch_bytes=conf.consumer_max_fetch_size,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            **aiokafka_driver.credentials_to_aiokafka_auth(
+                conf.broker_credentials, conf.ssl_context
+            ),
+        )
 
 
 class BatchingConsumer(aiokafka_driver.Consumer):
@@ -249,6 +280,8 @@ class StreamPulseApp(faust.App):
         self._configured_canonical_url = kwargs.get("canonical_url")
         self.batch_handlers: dict[str, BatchHandler] = {}
         self._batch_topics: list[faust.TopicT] = []
+        #: The consumer generation whose table recovery has completed (``_measure_recovery``).
+        self.recovered_generation: int | None = None
         #: Set by :meth:`configure_sources` under REPLAY_FROM_MS (app/tools/replay.py).
         self.replay_from_ms: int | None = None
         self.replay_topics: frozenset[str] = frozenset()
@@ -278,6 +311,7 @@ class StreamPulseApp(faust.App):
 
     async def on_start(self) -> None:
         await super().on_start()
+        _measure_recovery(self.tables.recovery)
         self.configure_sources()
         # Subscribing through the conductor puts the topics in the consumer group, declares the
         # internal ones and enables acks for them, exactly as an ordinary agent's topic.
@@ -351,6 +385,40 @@ class StreamPulseApp(faust.App):
                 log.info("replay: %s[%d] starts at offset %d", tp.topic, tp.partition, offset)
 
 
+def _measure_recovery(recovery: Any) -> None:
+    """Log and export (``streampulse_recovery_seconds``) how long each table recovery that had
+    something to read took.
+
+    Faust's Recovery marks a recovery's start and end in two methods and keeps no duration;
+    wrapping them on the instance is the narrowest hook (the Recovery class is Faust's)."""
+    started_at: list[float] = []
+    set_started, set_ended = recovery._set_recovery_started, recovery._set_recovery_ended
+
+    def started() -> None:
+        started_at[:] = [time.monotonic()]
+        set_started()
+
+    def ended() -> None:
+        set_ended()
+        if not started_at:  # nothing to read, or the second call of the same end
+            return
+        seconds = time.monotonic() - started_at.pop()
+        metrics.RECOVERY_SECONDS.set(seconds)
+        metrics.RECOVERIES.inc()
+        log.info("table recovery finished in %.2f s", seconds)
+
+    recovery._set_recovery_started, recovery._set_recovery_ended = started, ended
+    on_completed = recovery.on_recovery_completed
+    app = recovery.app
+
+    async def completed(generation_id: int = 0) -> None:
+        await on_completed(generation_id)
+        # What WindowedTable waits for before it indexes its open windows (all restored).
+        app.recovered_generation = generation_id
+
+    recovery.on_recovery_completed = completed
+
+
 def _skip_before(handler: BatchHandler, from_ms: int) -> BatchHandler:
     """``handler`` for the records of each batch with a record timestamp >= ``from_ms`` (the
     skipped records are still acked: the drain loop acks the batches it fetched)."""
@@ -409,4 +477,3 @@ def table_context(app: faust.App, topic: str, partition: int) -> Iterator[None]:
         yield
     finally:
         _current_event.reset(token)
-

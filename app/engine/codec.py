@@ -17,7 +17,7 @@ import io
 import json
 import logging
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,12 @@ _HEADER = struct.Struct(">bI")
 REASON_MAGIC_BYTE = "decode.magic_byte"
 REASON_UNKNOWN_SCHEMA = "decode.unknown_schema"
 REASON_MALFORMED = "decode.malformed"
+
+
+#: Longest back-off between two registry attempts.
+MAX_RETRY_SECONDS = 10.0
+#: Awaited at least once a second while a registry call waits to be retried.
+OnWait = Callable[[], Awaitable[None]]
 
 
 class RegistryUnavailable(RuntimeError):
@@ -125,8 +131,10 @@ class RegistryCodec:
         client: AsyncSchemaRegistryClient | None = None,
         retry_seconds: float = 1.0,
         max_retries: int | None = None,
+        max_message_bytes: int = 1024 * 1024,
     ) -> None:
         self.registry_url = registry_url
+        self.max_message_bytes = max_message_bytes
         self._client = client or AsyncSchemaRegistryClient(url=registry_url)
         self._writer_schemas: dict[int, Any] = {}
         self._unknown_ids: set[int] = set()
@@ -138,6 +146,7 @@ class RegistryCodec:
         self._lock = asyncio.Lock()
         self._retry_seconds = retry_seconds
         self._max_retries = max_retries
+        self._stalled_calls = 0
 
     # -- reader schemas ---------------------------------------------------------------------
 
@@ -148,25 +157,53 @@ class RegistryCodec:
 
     # -- registry access -------------------------------------------------------------------
 
-    async def _with_retries(self, what: str, call: Any) -> Any:
-        attempt = 0
-        while True:
-            try:
-                result = await call()
-            except Exception as exc:  # httpx errors, ClientError on 5xx
-                attempt += 1
-                metrics.REGISTRY_REQUESTS.labels(outcome="error").inc()
-                if self._max_retries is not None and attempt > self._max_retries:
-                    raise RegistryUnavailable(f"{what}: {exc}") from exc
-                log.warning(
-                    "registry %s failed (%s); retrying in %.1fs", what, exc, self._retry_seconds
-                )
-                await asyncio.sleep(self._retry_seconds)
-                continue
-            return result
+    @property
+    def stalled(self) -> bool:
+        """Whether a registry call is failing and being retried right now (readiness)."""
+        return self._stalled_calls > 0
 
-    async def writer_schema(self, schema_id: int) -> Any | None:
-        """The parsed writer schema of ``schema_id``, or None when the registry has no such id."""
+    async def _with_retries(self, what: str, call: Any, on_wait: OnWait | None = None) -> Any:
+        """``call()``, retried with exponential back-off (``retry_seconds`` doubling up to
+        :data:`MAX_RETRY_SECONDS`) while the registry fails; ``on_wait()`` is awaited at least
+        once a second meanwhile (the pipeline keeps its table partitions' watermarks held)."""
+        attempt = 0
+        counted = False  # in _stalled_calls
+        try:
+            while True:
+                try:
+                    result = await call()
+                except Exception as exc:  # httpx errors, ClientError on 5xx
+                    attempt += 1
+                    metrics.REGISTRY_REQUESTS.labels(outcome="error").inc()
+                    if self._max_retries is not None and attempt > self._max_retries:
+                        raise RegistryUnavailable(f"{what}: {exc}") from exc
+                    if not counted:
+                        self._stalled_calls += 1
+                        counted = True
+                    delay = min(MAX_RETRY_SECONDS, self._retry_seconds * 2 ** (attempt - 1))
+                    log.warning("registry %s failed (%s); retry %d in %.1fs",
+                                what, exc, attempt, delay)  # fmt: skip
+                    await self._wait(delay, on_wait)
+                    continue
+                return result
+        finally:
+            if counted:
+                self._stalled_calls -= 1
+
+    @staticmethod
+    async def _wait(seconds: float, on_wait: OnWait | None) -> None:
+        deadline = asyncio.get_running_loop().time() + seconds
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            if on_wait is not None:
+                try:
+                    await on_wait()
+                except Exception as exc:  # a hold that cannot be sent: the retry goes on
+                    log.warning("while waiting on the registry: %r", exc)
+            await asyncio.sleep(min(1.0, left))
+
+    async def writer_schema(self, schema_id: int, on_wait: OnWait | None = None) -> Any | None:
+        """The parsed writer schema of ``schema_id``, or None when the registry has no such id.
+        While the registry is down this waits (``on_wait``: see :meth:`_with_retries`)."""
         if schema_id in self._writer_schemas:
             return self._writer_schemas[schema_id]
         if schema_id in self._unknown_ids:
@@ -175,7 +212,7 @@ class RegistryCodec:
             if schema_id in self._writer_schemas:
                 return self._writer_schemas[schema_id]
             schema = await self._with_retries(
-                f"get schema id {schema_id}", lambda: self._client.get_by_id(schema_id)
+                f"get schema id {schema_id}", lambda: self._client.get_by_id(schema_id), on_wait
             )
             if schema is None:
                 metrics.REGISTRY_REQUESTS.labels(outcome="not_found").inc()
@@ -226,18 +263,27 @@ class RegistryCodec:
     # -- decoding ----------------------------------------------------------------------------
 
     async def decode_batch(
-        self, topic: str, values: Sequence[bytes | None]
+        self, topic: str, values: Sequence[bytes | None], on_wait: OnWait | None = None
     ) -> list[Decoded | DecodeFailure]:
         """Decode every value of a batch; failures come back in place, never raised.
 
         Schema ids are resolved once per batch (one registry round trip per new id), then the
-        bodies are decoded in a tight loop.
+        bodies are decoded in a tight loop. A new id while the registry is down holds the
+        whole batch (nothing skipped, nothing overtaking it), ``on_wait()`` awaited meanwhile.
         """
-        headers: list[tuple[int, memoryview] | DecodeFailure] = [split_frame(v) for v in values]
+        limit = self.max_message_bytes
+        headers: list[tuple[int, memoryview] | DecodeFailure] = [
+            split_frame(v)
+            if v is None or len(v) <= limit
+            else DecodeFailure(
+                REASON_MALFORMED, f"message of {len(v):,} bytes exceeds MAX_MESSAGE_BYTES={limit:,}"
+            )
+            for v in values
+        ]
         ids = {h[0] for h in headers if not isinstance(h, DecodeFailure)}
         for schema_id in ids:
             if schema_id not in self._writer_schemas:
-                await self.writer_schema(schema_id)
+                await self.writer_schema(schema_id, on_wait)
         reader = self._readers.get(topic)
         reader_canonical = self._reader_canonical.get(topic)
         writers = self._writer_schemas

@@ -17,8 +17,14 @@ __all__ = [
     "EVENTS_AGGREGATED",
     "EVENTS_CONSUMED",
     "EVENT_LAG",
+    "LATE_CONTRIBUTIONS",
     "LATE_EVENTS",
+    "PRIVACY_REJECTIONS",
+    "READY",
+    "RECOVERIES",
+    "RECOVERY_SECONDS",
     "REGISTRY_REQUESTS",
+    "REPLAYED_EVENTS",
     "TABLE_KEYS",
     "TABLE_LATENCY",
     "UNKNOWN_EVENT_TYPES",
@@ -43,8 +49,15 @@ DLQ_MESSAGES = Counter(
 )
 LATE_EVENTS = Counter(
     "streampulse_late_events_total",
-    "Events whose window had already closed (end + grace passed) when they arrived.",
+    "Events whose window had already closed (end + grace passed) when they arrived, once per"
+    " event (as the topic's first table saw them).",
     ["topic"],
+)
+LATE_CONTRIBUTIONS = Counter(
+    "streampulse_late_contributions_total",
+    "Events a table dropped because their window had closed there (per table: the tables of"
+    " one topic close their windows independently).",
+    ["table"],
 )
 AGGREGATES_EMITTED = Counter(
     "streampulse_aggregates_emitted_total",
@@ -73,6 +86,29 @@ TABLE_LATENCY = Histogram(
     " evenly between its oldest and newest record).",
     ["table"],
     buckets=(0.025, 0.05, 0.075, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 1, 2.5, 5, 10),
+)
+READY = Gauge(
+    "streampulse_ready",
+    "1 while this worker is ready (GET /readyz: table recovery done, registry reached), else 0.",
+)
+PRIVACY_REJECTIONS = Counter(
+    "streampulse_privacy_rejections_total",
+    "Derived records not published because they carried PII (a PII field or value).",
+    ["table"],
+)
+REPLAYED_EVENTS = Counter(
+    "streampulse_replayed_events_skipped_total",
+    "Events of a replayed fetch (after a crash or rebalance) a table had absorbed already and"
+    " skipped: what makes a replay count once.",
+    ["table"],
+)
+RECOVERY_SECONDS = Gauge(
+    "streampulse_recovery_seconds",
+    "Duration of this worker's last table recovery from the changelogs (0: none needed yet).",
+)
+RECOVERIES = Counter(
+    "streampulse_recoveries_total",
+    "Table recoveries this worker completed (one per partition assignment that needed one).",
 )
 UNKNOWN_EVENT_TYPES = Counter(
     "streampulse_unknown_event_types_total",

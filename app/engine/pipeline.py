@@ -16,13 +16,13 @@ import time
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
-from app.catalog import SOURCE_TOPICS
+from app.catalog import DERIVED_TOPICS, SOURCE_TOPICS
 from app.engine import metrics
 from app.engine.batching import SourceBatch
 from app.engine.codec import Decoded, RegistryCodec
 from app.engine.dlq import DeadLetters
 from app.engine.domain import Validator
-from app.engine.windowing import WindowedTable
+from app.engine.windowing import Ranges, WindowedTable
 from app.validation import RULE_ERROR, UNKNOWN_EVENT_TYPE, Violation
 
 __all__ = ["Runtime", "SourcePipeline", "produced_range"]
@@ -45,9 +45,12 @@ class Runtime:
         self.codec = codec
         self.registry_ready = asyncio.Event()
         self._start_lock: asyncio.Lock | None = None
+        #: every windowed table of the app (a stalled source side holds all their watermarks)
+        self.tables: list[WindowedTable] = []
 
     async def ensure_started(self) -> None:
-        """Set reader schemas and warm the schema cache before the first batch is decoded."""
+        """Set reader schemas, warm the schema cache and register the derived schemas before
+        the first batch is decoded."""
         if self.registry_ready.is_set():
             return
         if self._start_lock is None:
@@ -58,6 +61,9 @@ class Runtime:
             for spec in SOURCE_TOPICS.values():
                 self.codec.set_reader_schema(spec.name, spec.schema())
             await self.codec.warm(spec.subject for spec in SOURCE_TOPICS.values())
+            # The derived schemas' ids too: publishing then never waits on the registry.
+            for derived in DERIVED_TOPICS.values():
+                await self.codec.schema_id_for(derived.subject, derived.schema())
             self.registry_ready.set()
             log.info("schema cache warmed from %s", self.codec.registry_url)
 
@@ -81,18 +87,28 @@ class SourcePipeline:
         self._consumed = metrics.EVENTS_CONSUMED.labels(topic=topic)
         self._aggregated = metrics.EVENTS_AGGREGATED.labels(topic=topic)
         self._unknown = metrics.UNKNOWN_EVENT_TYPES.labels(topic=topic)
+        #: source partition -> (consumer generation, its end offset when assigned)
+        self._zone_ends: dict[int, tuple[int | None, int | None]] = {}
 
     def split(
-        self, batch: SourceBatch, decoded: Sequence[Any], dead_letters: DeadLetters
+        self,
+        batch: SourceBatch,
+        decoded: Sequence[Any],
+        dead_letters: DeadLetters,
+        dropped: list[int] | None = None,
     ) -> list[dict[str, Any]]:
-        """Valid events of the batch; everything else is queued as a dead letter."""
+        """Valid events of the batch; everything else is queued as a dead letter (and its
+        index in the batch appended to ``dropped``)."""
         valid: list[dict[str, Any]] = []
         validate = self.validate
         topic, partition = batch.topic, batch.partition
         traced = False  # one traceback per batch: a broken rule may break on every record
-        for record, result in zip(batch.records, decoded, strict=True):
+        if dropped is None:
+            dropped = []
+        for index, (record, result) in enumerate(zip(batch.records, decoded, strict=True)):
             if type(result) is not Decoded:
                 dead_letters.add(topic, partition, record, result.reason, result.message)
+                dropped.append(index)
                 continue
             try:
                 violation = validate(result.value)
@@ -107,7 +123,24 @@ class SourcePipeline:
             if violation.reason == UNKNOWN_EVENT_TYPE:
                 self._unknown.inc()
             dead_letters.add(topic, partition, record, violation.reason, violation.message)
+            dropped.append(index)
         return valid
+
+    def _replay_zone_end(self, batch: SourceBatch) -> int | None:
+        """The end offset this source partition had when this worker was (re)assigned it:
+        records below it may have been applied by a previous owner or run (None: not known
+        yet, count every record as such). The fetch response's high watermark, not
+        ListOffsets (short on Tansu: app/engine/offsets.py)."""
+        generation = self.runtime.app.consumer_generation_id
+        known = self._zone_ends.get(batch.partition)
+        if known is not None and known[0] == generation and known[1] is not None:
+            return known[1]
+        try:
+            end = self.runtime.app.consumer.highwater(batch.tp)
+        except Exception:
+            end = None
+        self._zone_ends[batch.partition] = (generation, end)
+        return end
 
     async def handle(self, batches: Sequence[SourceBatch]) -> Awaitable[Any]:
         """Process one fetch's batches of this topic; returns what resolves once the broker has
@@ -118,19 +151,49 @@ class SourcePipeline:
         time_field = self.time_field
         valid: list[dict[str, Any]] = []
         source_times: dict[int, int] = {}  # source partition -> its highest event time here
+        ranges: Ranges = {}  # source partition -> first and last offset of its records here
+        kept: list[tuple[SourceBatch, list[int]]] = []  # batches with valid events, dropped
+        replay = False
+        held = {batch.partition for batch in batches}
+
+        async def hold() -> None:
+            """While the registry is down: these source partitions are alive, only waiting,
+            so no table partition's watermark may pass them (nothing becomes late); nor those
+            of the other topics, whose fetched records wait behind this batch."""
+            for table in self.runtime.tables:
+                await table.hold(held if table in self.tables else None)
+
         for batch in batches:
             records = batch.records
             self._consumed.inc(len(records))
-            decoded = await decode_batch(self.topic, [r.value for r in records])
-            batch_valid = self.split(batch, decoded, dead_letters)
+            decoded = await decode_batch(self.topic, [r.value for r in records], hold)
+            dropped: list[int] = []
+            batch_valid = self.split(batch, decoded, dead_letters, dropped)
             if batch_valid:
                 source_times[batch.partition] = max(event[time_field] for event in batch_valid)
                 valid.extend(batch_valid)
+                ranges[str(batch.partition)] = (records[0].offset, records[-1].offset)
+                kept.append((batch, dropped))
+                zone_end = self._replay_zone_end(batch)
+                replay = replay or zone_end is None or records[0].offset < zone_end
+
+        def positions() -> list[tuple[str, int]]:
+            """Each valid event's source partition and offset (only a replay needs them)."""
+            out: list[tuple[str, int]] = []
+            for batch, dropped in kept:
+                source, skip = str(batch.partition), set(dropped)
+                out.extend(
+                    (source, r.offset) for i, r in enumerate(batch.records) if i not in skip
+                )
+            return out
+
         futures: list[Any] = []
         if valid:
             produced = produced_range(batches)
             for table in self.tables:
-                futures.extend(await table.ship(valid, source_times, produced))
+                futures.extend(
+                    await table.ship(valid, source_times, produced, ranges, positions, replay)
+                )
             now_s = time.time()
             metrics.observe_many(
                 metrics.EVENT_LAG, [now_s - event[time_field] / 1000.0 for event in valid]

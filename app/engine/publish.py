@@ -3,12 +3,14 @@
 A record is the seed-004 envelope, the window bounds, the group key and the metric fields,
 encoded with the derived topic's registered schema. ``event_id`` is a UUID derived from
 (table, key, window): if a crash makes a window publish twice, both copies carry the same id,
-so downstream consumers can drop the duplicate.
+so downstream consumers can drop the duplicate. Every record passes the privacy check first
+(``app/engine/privacy.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -17,11 +19,13 @@ from typing import Any
 from app.catalog import DERIVED_TOPICS
 from app.engine import metrics
 from app.engine.codec import RegistryCodec
+from app.engine.privacy import pii_in
 from models.combine import Accumulator, Aggregate
 
 __all__ = ["PRODUCER", "AggregatePublisher", "derived_record", "record_event_id"]
 
 PRODUCER = "streampulse"
+log = logging.getLogger(__name__)
 _EVENT_ID_NAMESPACE = uuid.UUID("5b0d4c8e-2f4e-4a51-9d5e-7a1f0c3b9e21")
 
 
@@ -63,7 +67,10 @@ class AggregatePublisher:
         self._codec = codec
 
     async def publish(self, table: str, records: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        """Send ``(key, record)`` pairs to the ``table`` topic; return once all are acked."""
+        """Send ``(key, record)`` pairs to the ``table`` topic; return once all are acked.
+        A record the privacy check rejects is counted and logged instead (the window still
+        closes: publishing it later would not make it clean)."""
+        records = [(key, rec) for key, rec in records if self._may_publish(table, key, rec)]
         if not records:
             return
         spec = DERIVED_TOPICS[table]
@@ -77,3 +84,13 @@ class AggregatePublisher:
         ]
         await asyncio.gather(*futures)
         metrics.AGGREGATES_EMITTED.labels(table=table).inc(len(records))
+
+    @staticmethod
+    def _may_publish(table: str, key: str, record: dict[str, Any]) -> bool:
+        """The privacy check (app/engine/privacy.py): a record carrying PII is not published."""
+        reason = pii_in(record, key)
+        if reason is None:
+            return True
+        metrics.PRIVACY_REJECTIONS.labels(table=table).inc()
+        log.error("not publishing a %s record: %s", table, reason)
+        return False

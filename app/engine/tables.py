@@ -44,14 +44,18 @@ def declare_windowed_table(
     *,
     source_topic: str,
     time_field: str,
+    counts_late_events: bool = True,
 ) -> tuple[WindowedTable, Any]:
     """Declare the Faust table and partials topic of ``aggregate`` (fed by ``source_topic``,
     windowed by its ``time_field``); return both."""
     table = app.Table(
         aggregate.table,
         default=None,
+        # value_type None: JSON values decode to plain dicts. (value_type=dict made Faust call
+        # dict.from_data on every changelog record in recovery: no restart with anything to
+        # recover ever finished, faust-streaming#432's hang.)
         schema=faust.Schema(
-            key_type=str, value_type=dict, key_serializer="json", value_serializer="json"
+            key_type=str, value_type=None, key_serializer="json", value_serializer="json"
         ),
         partitions=settings.topic_partitions,
         help=aggregate.description,
@@ -81,5 +85,6 @@ def declare_windowed_table(
         closed_windows_kept=settings.closed_windows_kept,
         latency_log=settings.latency_log,
         merge_locally=settings.merge_locally,
+        counts_late_events=counts_late_events,
     )
     return windowed, topic

@@ -25,7 +25,23 @@ partition. When every source partition is idle it advances with wall-clock time,
 windows of a stream close too. The watermark never goes back. A closed window's record is
 published, then the window moves to the key's ``closed`` list (kept for the web views). A
 partial for a closed window is late: its events are counted in
-``streampulse_late_events_total`` and not merged.
+``streampulse_late_events_total`` (by the topic's first table, so once per event) and
+``streampulse_late_contributions_total{table}``, and not merged.
+
+Exactly-once effect without transactions (README "Crashes and restarts"): Faust commits source
+offsets on a timer, after the table writes, so a crash replays what was applied but not
+committed. Every contribution carries the source offsets it covers (``ranges``: source
+partition -> first and last offset of the fetch's records), and every key's table value keeps,
+per source partition, the last offset it has absorbed (``"o"``), written with the value in one
+table write. A contribution wholly at or below a key's marks is a replay and is skipped;
+wholly above, it is merged; one that straddles a mark (a replayed fetch cut differently from
+the original) is merged event by event, each event only if its offset is above the mark
+(:func:`build_event_partials`). In place the source side has its events for that; through the
+partials topic, a source partition's records up to its end offset at assignment (the replay
+zone: a previous owner may have applied them) travel event by event. Marks only work if each
+key sees a source partition's fetches in offset order, so a worker merges in place into a
+partition it has just been assigned only once it has read that partition's partials topic up
+to its end (``_caught_up``); until then it ships to itself through the topic.
 """
 
 from __future__ import annotations
@@ -35,11 +51,12 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from aiokafka.partitioner import murmur2
+from faust.types import TP
 
 from app.engine import metrics
 from app.engine.batching import SourceBatch, table_context, wait_for_changelog_room
@@ -47,9 +64,13 @@ from app.engine.publish import AggregatePublisher, derived_record
 from models.combine import Accumulator, Aggregate
 
 __all__ = [
+    "Contribution",
+    "EventPartials",
     "Partials",
     "PartitionClock",
+    "Ranges",
     "WindowedTable",
+    "build_event_partials",
     "build_partials",
     "decode_key",
     "encode_key",
@@ -67,6 +88,14 @@ CLOSE_SLICE_KEYS = 2000
 
 #: key -> window start -> accumulator
 Partials = dict[str, dict[int, Accumulator]]
+#: source partition (as a JSON key: str) -> (first offset, last offset) a contribution covers
+Ranges = dict[str, tuple[int, int]]
+#: one event's contribution: (source partition as str, offset, window start, accumulator)
+EventPartial = tuple[str, int, int, Accumulator]
+#: key -> that key's events of a fetch, one accumulator each
+EventPartials = dict[str, list[EventPartial]]
+#: what the table side merges into one key: (ranges, windows | None, events | None)
+Contribution = tuple[Ranges, dict[int, Accumulator] | None, list[EventPartial] | None]
 
 
 def encode_key(values: Iterable[str]) -> str:
@@ -124,6 +153,45 @@ def build_partials(
     return {encode_key(k): v for k, v in groups.items()}
 
 
+def build_event_partials(
+    aggregate: Aggregate,
+    events: Sequence[dict[str, Any]],
+    positions: Sequence[tuple[str, int]],
+    window_ms: int,
+    time_field: str,
+) -> EventPartials:
+    """One accumulator per event (``positions[i]``: event i's source partition and offset),
+    grouped by key: what a replayed fetch is merged from where it may straddle a key's marks
+    (the module docstring). Slower than :func:`build_partials`; used only on replays."""
+    out: EventPartials = {}
+    key_values, create, add = aggregate.key_values, aggregate.create, aggregate.add
+    for event, (source, offset) in zip(events, positions, strict=True):
+        ts = event[time_field]
+        acc = create()
+        add(acc, event)
+        out.setdefault(encode_key(key_values(event)), []).append(
+            (source, offset, ts - ts % window_ms, acc)
+        )
+    return out
+
+
+def _against_marks(ranges: Ranges, marks: dict[str, int]) -> int:
+    """1: every range above the key's marks (new); 0: every range at or below them (already
+    absorbed); -1: straddling (merge event by event)."""
+    above = below = 0
+    for source, (first, last) in ranges.items():
+        mark = marks.get(source, -1)
+        if first > mark:
+            above += 1
+        elif last <= mark:
+            below += 1
+        else:
+            return -1
+    if not below:
+        return 1
+    return 0 if not above else -1
+
+
 class PartitionClock:
     """The watermark of one table partition (see the module docstring)."""
 
@@ -146,6 +214,23 @@ class PartitionClock:
                 state[0] = event_ms
             state[1] = now
         self.last_arrival = now
+
+    def touch(self, source_partition: int, now: float) -> None:
+        """``source_partition`` is alive but has nothing new (it waits on the registry): it
+        stays active, so the watermark stays at or below its last event time."""
+        state = self.sources.get(source_partition)
+        if state is None:
+            self.sources[source_partition] = [0, now]
+        else:
+            state[1] = now
+
+    def touch_active(self, now: float) -> None:
+        """Keep every source that is active now active (the whole consumer waits: the data
+        of every partition it has fetched waits with it)."""
+        idle_after = self.idle_after
+        for state in self.sources.values():
+            if now - state[1] < idle_after:
+                state[1] = now
 
     def watermark(self, now: float) -> int:
         """Lowest event time over active sources; wall-clock advance once all are idle."""
@@ -185,8 +270,14 @@ class WindowedTable:
         closed_windows_kept: int,
         latency_log: Path | None = None,
         merge_locally: bool = True,
+        counts_late_events: bool = True,
     ) -> None:
         self.app = app
+        # The topic's late-events counter counts each event once: only its first table adds.
+        self._late_events = (
+            metrics.LATE_EVENTS.labels(topic=source_topic) if counts_late_events else None
+        )
+        self._late_contributions = metrics.LATE_CONTRIBUTIONS.labels(table=aggregate.table)
         self.merge_locally = merge_locally
         self.aggregate = aggregate
         self.source_topic = source_topic
@@ -207,6 +298,14 @@ class WindowedTable:
         self._lock = asyncio.Lock()
         self._latency = metrics.TABLE_LATENCY.labels(table=aggregate.table)
         self._latency_file: TextIO | None = None  # LATENCY_LOG, opened on first use
+        self._replayed = metrics.REPLAYED_EVENTS.labels(table=aggregate.table)
+        # In-place merge after an assignment (``local_partitions``): partitions read up to
+        # their partials topic's end, the offset read up to, messages sent to owned partitions.
+        self._drain_generation: int | None = None
+        self._drained: set[int] = set()
+        self._consumed_to: dict[int, int] = {}
+        self._self_sends_pending: dict[int, int] = {}
+        self._self_sent_to: dict[int, int] = {}
 
     # -- source side -------------------------------------------------------------------------
 
@@ -215,6 +314,9 @@ class WindowedTable:
         events: Sequence[dict[str, Any]],
         source_times: dict[int, int],
         produced_ms: tuple[int, int] = (0, 0),
+        ranges: Ranges | None = None,
+        positions: Callable[[], Sequence[tuple[str, int]]] | None = None,
+        replay: bool = False,
     ) -> list[Any]:
         """Deliver the partials of one fetch's events to every table partition: merged in
         place into the partitions this worker owns (:meth:`merge_local`), sent to the others
@@ -222,33 +324,63 @@ class WindowedTable:
         source partition has got (``source_times``: partition -> highest event time); every
         table partition gets one, so every watermark moves; every one carries the
         production-time range of the fetch's events (``produced_ms``: oldest, newest) for the
-        table-latency measurement. Returns the delivery futures to await before acking."""
+        table-latency measurement. Returns the delivery futures to await before acking.
+
+        ``ranges`` are the source offsets the events cover, ``positions()`` each event's
+        (source partition, offset), ``replay`` whether some of them may have been applied
+        already by a previous owner (then the messages carry one accumulator per event):
+        the exactly-once bookkeeping of the module docstring. Without ``ranges`` (tools,
+        tests) nothing is checked against the marks."""
         partials = build_partials(self.aggregate, events, self.window_ms, self.time_field)
+        ranges = ranges or {}
         by_partition: dict[int, list[tuple[str, dict[int, Accumulator]]]] = defaultdict(list)
         partitions = self.partitions
         for key, windows in partials.items():
             by_partition[key_partition(serialized_key(key), partitions)].append((key, windows))
+        event_partials: EventPartials | None = None
+
+        def per_event() -> EventPartials:
+            nonlocal event_partials
+            if event_partials is None:
+                if positions is None:
+                    raise RuntimeError("a replayed contribution needs the events' offsets")
+                event_partials = build_event_partials(
+                    self.aggregate, events, positions(), self.window_ms, self.time_field
+                )
+            return event_partials
+
         generation = self.app.consumer_generation_id
         local = self.local_partitions()
         if local:
             local -= await self.merge_local(
                 {p: dict(by_partition.get(p, ())) for p in sorted(local)},
-                source_times, produced_ms, generation,
+                source_times, produced_ms, generation, ranges,
+                per_event if positions is not None else None,
             )  # fmt: skip
         times = {str(p): t for p, t in source_times.items()}
         send = self.app.producer.send
         topic = self.partials_topic
+        owned = self._owned_partitions() if self.merge_locally else frozenset()
         futures = []
+        remote_events: dict[int, list[tuple[str, list[EventPartial]]]] = defaultdict(list)
+        if replay and events and len(local) < partitions:
+            for key, entries in per_event().items():
+                remote_events[key_partition(serialized_key(key), partitions)].append(
+                    (key, entries)
+                )
         for partition in range(partitions):
             if partition in local:
                 continue
-            entries = by_partition.get(partition, [])
+            field = "e" if replay and events else "k"
+            entries = remote_events[partition] if field == "e" else by_partition.get(partition, [])
             chunks = [
                 entries[i : i + PARTIAL_KEYS_PER_MESSAGE]
                 for i in range(0, len(entries), PARTIAL_KEYS_PER_MESSAGE)
             ] or [[]]
             for index, chunk in enumerate(chunks):
-                payload: dict[str, Any] = {"k": dict(chunk)}
+                payload: dict[str, Any] = {field: dict(chunk)}
+                if ranges:
+                    payload["r"] = ranges
                 if produced_ms[0]:
                     payload["p"], payload["q"] = produced_ms
                 if index == len(chunks) - 1:
@@ -256,19 +388,88 @@ class WindowedTable:
                     # then merged already, whichever stage-2 fetch they arrive in.
                     payload["t"] = times
                 value = json.dumps(payload).encode()
-                futures.append(await send(topic, None, value, partition, None, None))
+                future = await send(topic, None, value, partition, None, None)
+                if partition in owned:
+                    self._track_self_send(partition, future)
+                futures.append(future)
         return futures
 
-    def local_partitions(self) -> frozenset[int]:
-        """Table partitions this worker owns now (its active partials-topic partitions): the
-        source side merges their partials in place instead of through the broker. Empty when
-        ``merge_locally`` is off."""
-        if not self.merge_locally:
-            return frozenset()
+    async def hold(self, source_partitions: set[int] | None) -> None:
+        """Keep ``source_partitions`` (None: every source active now) active in every table
+        partition's watermark while the source side waits (on the registry): touched in
+        place where this worker owns the partition, a small ``{"h": ...}`` message to the
+        others."""
+        local = self.local_partitions()
+        now = time.monotonic()
+        for partition in local:
+            clock = self.clock(partition, now)
+            if source_partitions is None:
+                clock.touch_active(now)
+            for source in source_partitions or ():
+                clock.touch(source, now)
+        held = "*" if source_partitions is None else sorted(source_partitions)
+        value = json.dumps({"h": held}).encode()
+        send = self.app.producer.send
+        for partition in range(self.partitions):
+            if partition not in local:
+                await send(self.partials_topic, None, value, partition, None, None)
+
+    def _owned_partitions(self) -> frozenset[int]:
+        """Table partitions this worker owns now (its active partials-topic partitions)."""
         topic = self.partials_topic
         return frozenset(
             tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic
         )
+
+    def local_partitions(self) -> frozenset[int]:
+        """Table partitions the source side merges in place: owned, and read up to the end of
+        their partials topic since the assignment (``_caught_up``: so each key gets a source
+        partition's fetches in order). Empty when ``merge_locally`` is off."""
+        if not self.merge_locally:
+            return frozenset()
+        generation = self.app.consumer_generation_id
+        if generation != self._drain_generation:
+            self._drain_generation = generation
+            self._drained = set()
+            self._consumed_to = {}
+        owned = self._owned_partitions()
+        for partition in owned - self._drained:
+            if self._caught_up(partition):
+                self._drained.add(partition)
+        return owned & frozenset(self._drained)
+
+    def _caught_up(self, partition: int) -> bool:
+        """Whether this worker has merged everything its partials topic partition held when
+        it was assigned, and everything it has sent itself there since."""
+        if self._self_sends_pending.get(partition):
+            return False
+        tp = TP(self.partials_topic, partition)
+        consumer = self.app.consumer
+        try:
+            highwater = consumer.highwater(tp)
+        except Exception:  # not assigned to the consumer (yet)
+            return False
+        if highwater is None:
+            return False  # no fetch of it answered yet
+        position = self._consumed_to.get(partition)
+        if position is None:
+            position = consumer._committed_offset.get(tp) or 0
+        return position >= highwater and position > self._self_sent_to.get(partition, -1)
+
+    def _track_self_send(self, partition: int, future: Any) -> None:
+        """Count a message sent to a partition this worker owns until it is delivered, and
+        remember its offset: the partition is merged in place only once it has read it."""
+        pending = self._self_sends_pending
+        pending[partition] = pending.get(partition, 0) + 1
+
+        def delivered(done: Any) -> None:
+            pending[partition] -= 1
+            if not done.cancelled() and done.exception() is None:
+                offset = getattr(done.result(), "offset", None)
+                if offset is not None and offset > self._self_sent_to.get(partition, -1):
+                    self._self_sent_to[partition] = offset
+
+        future.add_done_callback(delivered)
 
     def _owns_partitions_still(self, generation: int | None) -> bool:
         """Whether the assignment ``local_partitions`` was read in still holds: no rebalance
@@ -286,11 +487,14 @@ class WindowedTable:
         source_times: dict[int, int],
         produced_ms: tuple[int, int],
         generation: int | None,
+        ranges: Ranges | None = None,
+        per_event: Callable[[], EventPartials] | None = None,
     ) -> set[int]:
         """The source side's shortcut for partitions this worker owns: exactly what
         :meth:`on_partials` does with a partials message (merge, watermark, close), without
         the broker round trip. Why: on one worker every partial would otherwise cross the
         broker twice (send, fetch), which is most of the table latency (README "Hot path").
+        A key whose marks the fetch straddles is merged from ``per_event()``.
 
         A partition is merged only while the assignment of consumer generation ``generation``
         still holds, checked just before its (synchronous) writes: a write made before a
@@ -300,6 +504,7 @@ class WindowedTable:
         topic, where whoever owns them next finds them."""
         not_merged: set[int] = set()
         size = self.aggregate.size
+        ranges = ranges or {}
         async with self._lock:
             self._maybe_reindex()
             now = time.monotonic()
@@ -311,7 +516,8 @@ class WindowedTable:
                 events += sum(
                     size(acc) for windows in partials.values() for acc in windows.values()
                 )
-                self._apply(partition, partials, source_times, [], now)
+                contributions = {key: [(ranges, w, None)] for key, w in partials.items()}
+                self._apply(partition, contributions, source_times, [], now, per_event)
                 await wait_for_changelog_room(self.app)
             if produced_ms[0] and events:
                 # Once for the whole fetch: its partitions were merged within the same moment.
@@ -351,74 +557,127 @@ class WindowedTable:
             now = time.monotonic()
             for batch in batches:
                 self._merge(batch, now)
+                self._consumed_to[batch.partition] = batch.records[-1].offset + 1
                 await wait_for_changelog_room(self.app)
             for batch in batches:
                 await self._close_due(batch.partition, now)
 
     def _merge(self, batch: SourceBatch, now: float) -> None:
-        """Merge the partials of one table partition's batch (see the module docstring)."""
-        merged: Partials = {}
+        """Merge the partials of one table partition's batch (see the module docstring):
+        each key's contributions in message order, against its marks, one write per key."""
+        contributions: dict[str, list[Contribution]] = {}
         source_times: dict[int, int] = {}
+        held: set[int] = set()  # sources waiting on the registry (``hold``)
+        hold_active = False  # the whole source side waits: every active source held
         #: per partials message with a production range: (oldest, newest, events carried)
         produced: list[tuple[int, int, int]] = []
+        size = self.aggregate.size
         for record in batch.records:
             payload = json.loads(record.value)
+            hold = payload.get("h", ())
+            if hold == "*":
+                hold_active = True
+            else:
+                held.update(hold)
             for source_key, event_ms in payload.get("t", {}).items():
                 source = int(source_key)
                 if event_ms > source_times.get(source, -1):
                     source_times[source] = event_ms
+            ranges: Ranges = payload.get("r") or {}
             events = 0
-            size, merge = self.aggregate.size, self.aggregate.merge
-            for key, key_windows in payload["k"].items():
-                windows = merged.get(key)
-                if windows is None:
-                    windows = merged[key] = {}
-                for start, acc in key_windows.items():
-                    events += size(acc)
-                    start_ms = int(start)
-                    existing = windows.get(start_ms)
-                    if existing is None:
-                        windows[start_ms] = acc
-                    else:
-                        merge(existing, acc)
+            for key, key_windows in payload.get("k", {}).items():
+                windows = {int(start): acc for start, acc in key_windows.items()}
+                events += sum(size(acc) for acc in windows.values())
+                contributions.setdefault(key, []).append((ranges, windows, None))
+            for key, entries in payload.get("e", {}).items():
+                events += sum(size(entry[3]) for entry in entries)
+                contributions.setdefault(key, []).append(
+                    (ranges, None, [tuple(entry) for entry in entries])
+                )
             if payload.get("p") and events:
                 produced.append((payload["p"], payload["q"], int(events)))
-        self._apply(batch.partition, merged, source_times, produced, now)
+        self._apply(batch.partition, contributions, source_times, produced, now)
+        if held or hold_active:
+            clock = self.clock(batch.partition, now)
+            if hold_active:
+                clock.touch_active(now)
+            for source in held:
+                clock.touch(int(source), now)
 
     def _apply(
         self,
         partition: int,
-        merged: Partials,
+        contributions: dict[str, list[Contribution]],
         source_times: dict[int, int],
         produced: list[tuple[int, int, int]],
         now: float,
+        per_event: Callable[[], EventPartials] | None = None,
     ) -> None:
-        """Write ``merged`` (key -> window -> accumulator, one write per key) into table
-        partition ``partition``, then let its watermark hear ``source_times``."""
+        """Merge each key's ``contributions`` (in order, against the key's marks: the module
+        docstring) into table partition ``partition``, one write per key, then let its
+        watermark hear ``source_times``. ``per_event()`` gives a straddling in-place
+        contribution's events."""
         clock = self.clock(partition, now)
         watermark = clock.watermark(now)
         open_index = self._open[partition]
-        late = 0
+        late = replayed = 0
         table = self.table
         size, merge = self.aggregate.size, self.aggregate.merge
         with table_context(self.app, self.partials_topic, partition):
-            for key, windows in merged.items():
+            for key, key_contributions in contributions.items():
                 state = table.get(key) or {"open": {}, "closed": {}}
                 opened, closed = state["open"], state["closed"]
-                for start_ms, acc in windows.items():
-                    start = str(start_ms)
-                    if start in closed or self._is_closed(start_ms, watermark):
-                        late += size(acc)
-                        continue
-                    existing = opened.get(start)
-                    if existing is None:
-                        opened[start] = acc
-                        open_index[start_ms].add(key)
-                    else:
-                        merge(existing, acc)
+                marks = state.get("o")
+                if marks is None:
+                    marks = state["o"] = {}
+                for ranges, windows, entries in key_contributions:
+                    if windows is not None:
+                        position = _against_marks(ranges, marks)
+                        if position == 0:
+                            replayed += sum(size(acc) for acc in windows.values())
+                            windows = None
+                        elif position < 0:
+                            entries = per_event().get(key, []) if per_event else None
+                            if entries is None:
+                                log.error(
+                                    "table %s key %r: a contribution straddles the key's"
+                                    " marks %s (%s) with no events to split it: merged whole",
+                                    self.aggregate.table, key, marks, ranges,
+                                )  # fmt: skip
+                            else:
+                                windows = None
+                    if entries is not None:
+                        windows = {}
+                        for source, offset, start_ms, acc in entries:
+                            if offset <= marks.get(source, -1):
+                                replayed += size(acc)
+                            elif (existing := windows.get(start_ms)) is None:
+                                windows[start_ms] = acc
+                            else:
+                                merge(existing, acc)
+                    for start_ms, acc in (windows or {}).items():
+                        start = str(start_ms)
+                        if start in closed or self._is_closed(start_ms, watermark):
+                            late += size(acc)
+                            continue
+                        existing = opened.get(start)
+                        if existing is None:
+                            opened[start] = acc
+                            open_index[start_ms].add(key)
+                        else:
+                            merge(existing, acc)
+                    for source, (_, last) in ranges.items():
+                        if last > marks.get(source, -1):
+                            marks[source] = last
+                # Written even when everything was a replay: the changelog may not have had
+                # the value the local database replayed against (a crash before its send).
                 table[key] = state
         if late:
-            metrics.LATE_EVENTS.labels(topic=self.source_topic).inc(late)
+            self._late_contributions.inc(late)
+            if self._late_events is not None:
+                self._late_events.inc(late)
+        if replayed:
+            self._replayed.inc(replayed)
         if produced:
             self._observe_latency(produced)
         for source, event_ms in source_times.items():
@@ -447,7 +706,8 @@ class WindowedTable:
     async def tick(self) -> None:
         """Periodic: close windows the idle-advanced watermarks have passed."""
         async with self._lock:
-            self._maybe_reindex()
+            if not self._maybe_reindex():
+                return  # recovering: nothing closes on a half-restored table
             now = time.monotonic()
             for partition in list(self._open):
                 await self._close_due(partition, now)
@@ -504,12 +764,21 @@ class WindowedTable:
             closed.clear()
         self.table[key] = state
 
-    def _maybe_reindex(self) -> None:
-        """After a rebalance or recovery, rebuild the open-window index from the table."""
-        generation = self.app.consumer_generation_id
+    def _maybe_reindex(self) -> bool:
+        """After a rebalance, once its table recovery has completed, rebuild the open-window
+        index from the table. Returns whether the index is that of the current assignment.
+
+        Why wait for the recovery: an index built from a half-restored table misses the
+        restored windows for good (they would never close: seen on a failover, where the
+        timer's tick ran during the recovery). Before it completes, the index is rebuilt on
+        every call and not kept."""
+        app = self.app
+        generation = app.consumer_generation_id
         if generation == self._indexed_generation:
-            return
-        self._indexed_generation = generation
+            return True
+        recovered = getattr(app, "recovered_generation", generation) == generation
+        if recovered:
+            self._indexed_generation = generation
         self._open.clear()
         newest_closed: dict[int, int] = {}
         windows = 0
@@ -526,10 +795,12 @@ class WindowedTable:
             # Restores the watermark: nothing at or before the newest closed window reopens.
             clock = self.clock(partition)
             clock.floor = max(clock.floor, start + self.window_ms + self.grace_ms)
-        log.info(
-            "table %s indexed: %d open windows after generation %s",
-            self.aggregate.table, windows, generation,
-        )  # fmt: skip
+        if recovered:
+            log.info(
+                "table %s indexed: %d open windows after generation %s",
+                self.aggregate.table, windows, generation,
+            )  # fmt: skip
+        return recovered
 
     def key_count(self) -> int:
         return sum(1 for _ in self.table)

@@ -45,15 +45,19 @@ class Engine:
         if domain.topic in self.pipelines:
             raise ValueError(f"{domain.topic} is declared twice")
         tables = []
-        for aggregate in domain.aggregates:
+        for index, aggregate in enumerate(domain.aggregates):
             if aggregate.table in self.tables:
                 raise ValueError(f"table {aggregate.table} is fed by two domains")
+            # Every table of a topic sees the same events: the first counts them as late for
+            # the topic (streampulse_late_events_total), each for itself by table.
             windowed, partials_topic = declare_windowed_table(
                 app, self.settings, aggregate, self.publisher,
                 source_topic=domain.topic, time_field=domain.time_field,
+                counts_late_events=index == 0,
             )  # fmt: skip
             app.batch_agent(partials_topic)(windowed.on_partials)
             self.tables[aggregate.table] = windowed
+            self.runtime.tables.append(windowed)
             tables.append(windowed)
         pipeline = SourcePipeline(
             self.runtime, domain.topic, domain.validate, tables, domain.time_field

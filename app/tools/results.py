@@ -171,7 +171,7 @@ def accounting(report: Mapping[str, Any], samples: Samples, consumed: Sequence[s
         dead = sum(reasons.values())
         counts = f"{aggregated:,} aggregated, {dead:,} dead-lettered"
         if late:
-            counts += f" ({late:,} late contributions dropped by the tables)"
+            counts += f" ({late:,} of them late: their window had closed)"
         if sent == read == aggregated + dead and dict(reasons) == broken:
             lines.append(f"  {topic}: {sent:,} sent = {counts}; each of the {dead:,} broken"
                          " messages with the reason it was broken for")  # fmt: skip

@@ -115,7 +115,6 @@ class EmbeddedStack:
             "KAFKA_BROKER_URL": self.kafka_url,
             "SCHEMA_REGISTRY_URL": self.registry_url,
             "TOPIC_PARTITIONS": str(self.partitions),
-            "RECOVERY_CONSISTENCY_CHECK": "false",
         }
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
@@ -149,13 +148,7 @@ class EmbeddedStack:
                     "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/",
                 ],
             )  # fmt: skip
-            registry = self._spawn(
-                "registry",
-                [
-                    sys.executable, "-m", "app.registry", "--host", "127.0.0.1",
-                    "--port", str(self.registry_port), "--data-dir", str(self.data_dir),
-                ],
-            )  # fmt: skip
+            registry = self._spawn_registry()
             wait_for_port(self.kafka_port, process=broker)
             wait_for_port(self.registry_port, process=registry)
             wait_for_http(self.registry_url + "/subjects")
@@ -170,6 +163,31 @@ class EmbeddedStack:
             self.stop()
             raise
         return self
+
+    def _spawn_registry(self) -> subprocess.Popen:
+        return self._spawn(
+            "registry",
+            [
+                sys.executable, "-m", "app.registry", "--host", "127.0.0.1",
+                "--port", str(self.registry_port), "--data-dir", str(self.data_dir),
+            ],
+        )  # fmt: skip
+
+    def stop_registry(self) -> None:
+        """Stop the registry alone (an outage, for tests); :meth:`start_registry` brings it
+        back on the same port with the same data (schemas and ids survive)."""
+        registry = self._processes[1]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(registry.pid, signal.SIGTERM)
+        registry.wait(timeout=10)
+
+    def start_registry(self) -> None:
+        assert self.registry_port is not None
+        registry = self._spawn_registry()
+        self._processes.remove(registry)
+        self._processes[1] = registry
+        wait_for_port(self.registry_port, process=registry)
+        wait_for_http(self.registry_url + "/subjects")
 
     def stop(self) -> None:
         """Terminate both processes (SIGTERM, then SIGKILL after 5 s) and remove temp files."""

@@ -95,12 +95,20 @@ class Ready(View):
     """Readiness: table recovery finished and the registry answered."""
 
     async def get(self, request: Request) -> Response:
-        checks: dict[str, Any] = {
-            "recovery": app.tables.recovery.completed.is_set(),
-            "registry": runtime.registry_ready.is_set(),
-        }
+        checks = readiness()
         ready = all(checks.values())
         return self.json({"ready": ready, **checks}, status=200 if ready else 503)
+
+
+def readiness() -> dict[str, bool]:
+    """The readiness checks, also exported as ``streampulse_ready`` (alerts.yml)."""
+    checks = {
+        "recovery": app.tables.recovery.completed.is_set(),
+        # Reached once, and not failing now (a new schema id waiting on it holds its batch).
+        "registry": runtime.registry_ready.is_set() and not runtime.codec.stalled,
+    }
+    metrics.READY.set(1 if all(checks.values()) else 0)
+    return checks
 
 
 # -- tables ------------------------------------------------------------------------------------
@@ -249,6 +257,7 @@ class Metrics(View):
     """Prometheus exposition of the default registry (text format, or OpenMetrics on request)."""
 
     async def get(self, request: Request) -> Response:
+        readiness()  # streampulse_ready as of this scrape
         encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
         return aiohttp_web.Response(body=encoder(REGISTRY), headers={"Content-Type": content_type})
 
@@ -271,5 +280,7 @@ for _name in windowed_tables:
 
 
 @app.timer(TABLE_KEYS_INTERVAL_SECONDS)
-async def refresh_table_keys() -> None:
+async def refresh_gauges() -> None:
+    """``streampulse_table_keys`` and ``streampulse_ready`` between scrapes."""
     update_table_keys()
+    readiness()

@@ -31,6 +31,7 @@ K8S_DIR = ROOT / "deploy" / "k8s"
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+ALERT_RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "streampulse.json"
 GRAFANA_PROVISIONING = ROOT / "deploy" / "grafana" / "provisioning"
 WORKER_SCRIPT = ROOT / "deploy" / "docker" / "worker.sh"
@@ -511,6 +512,30 @@ def test_promtool_check_config(promtool: str) -> None:
     result = _run([promtool, "check", "config", PROMETHEUS_CONFIG])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout + result.stderr
+
+
+def test_alert_rules_check_and_fire_on_their_cases(promtool: str) -> None:
+    """Every alert is valid PromQL, and fires exactly where alerts_test.yml says."""
+    checked = _run([promtool, "check", "rules", ALERT_RULES])
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    rules = re.findall(r"^\s+- alert: (\w+)", ALERT_RULES.read_text(), re.MULTILINE)
+    assert f"SUCCESS: {len(rules)} rules found" in checked.stdout
+    cases = ALERT_RULES.with_name("alerts_test.yml").read_text()
+    assert set(rules) == set(re.findall(r"alertname: (\w+)", cases)), "an alert without a case"
+    tested = _run([promtool, "test", "rules", ALERT_RULES.with_name("alerts_test.yml")])
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_alert_rules_watch_metrics_the_worker_exports() -> None:
+    """Each streampulse_ metric an alert reads is one the worker declares (a renamed metric
+    would silence its alert)."""
+    from prometheus_client import REGISTRY
+
+    from app.engine import metrics  # noqa: F401 - declares the streampulse_ metrics
+
+    exported = {name for m in REGISTRY.collect() for name in [m.name, f"{m.name}_total"]}
+    used = set(re.findall(r"\b(streampulse_\w+)", ALERT_RULES.read_text()))
+    assert used and used <= exported, used - exported
 
 
 # --------------------------------------------------------------------------- Kubernetes

@@ -66,7 +66,13 @@ class Event:
 
 @dataclass
 class FakeConsumer:
+    """Flow on; every partials partition read to its end (empty): merged in place at once."""
+
     flow_active: bool = True
+    _committed_offset: dict = field(default_factory=dict)
+
+    def highwater(self, tp: Any) -> int:
+        return 0
 
 
 @dataclass

@@ -146,4 +146,4 @@ def test_accounting_balances_mismatches_and_skips() -> None:
     late = accounting(report, samples("orders.raw", 100, 97, {"decode.malformed": 2,
                                                               "validation.payment_fields": 1},
                                       late=4), ["orders.raw"])  # fmt: skip
-    assert "(4 late contributions dropped by the tables)" in late
+    assert "(4 of them late: their window had closed)" in late
