@@ -221,7 +221,7 @@ class TableKey(_TableView):
             return self.error(503, "owner of the key's partition unreachable", owner=str(owner))
 
 
-@app.page("/tables/{path:.*}")
+@app.page(r"/tables/{path:[\s\S]*}")
 class TableNotFound(View):
     """Any other path under ``/tables/``: a JSON 404 (aiohttp's own would be plain text)."""
 
