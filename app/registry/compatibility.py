@@ -27,6 +27,19 @@ follows Avro/Confluent, because a client must not be able to tell it from Conflu
   ``FORWARD``-compatible (an old reader of ``string`` cannot read a written ``null``).
 * *Add optional field with default* (seed: allowed) is compatible under every level; adding a field
   *without* a default, which the seed does not mention, is rejected under ``BACKWARD``.
+
+Where Python's checker differs from Avro Java's ``SchemaCompatibility`` (the one Confluent runs),
+``_JavaChecker`` does what Java does:
+
+* *Renamed record/enum/fixed.* Names match when the short names are equal (namespaces are ignored)
+  or the writer's full name is one of the reader's aliases. Java puts an alias without a dot in the
+  reader's namespace (``NamedSchema.addAlias``); an alias in the null namespace (``".Old"``) on a
+  namespaced reader is listed as ``".Old"`` (``getAliases``) and so matches nothing. Python
+  compares the aliases as written: ``"aliases": ["Old"]`` on ``com.x.New`` did not match
+  ``com.x.Old`` and did match a namespace-less ``Old``.
+* *Field aliases.* A reader field whose name and aliases match more than one writer field is an
+  error in Java (``lookupWriterField``), so Confluent reports the pair incompatible; Python took
+  the field of the same name.
 """
 
 from __future__ import annotations
@@ -36,10 +49,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import avro.errors
+import avro.schema
 from avro.compatibility import (
+    CompatibleResult,
     ReaderWriterCompatibilityChecker,
+    SchemaCompatibilityResult,
     SchemaCompatibilityType,
     SchemaIncompatibilityType,
+    check_fixed_size,
+    check_reader_enum_contains_writer_enum,
+    incompatible,
+    merge,
 )
 
 from .avro_schema import ParsedSchema
@@ -95,7 +115,7 @@ def schemas_to_check(
 def check_pair(reader: ParsedSchema, writer: ParsedSchema, *, reader_is_new: bool) -> list[str]:
     """Avro's verdict on ``reader`` reading ``writer``'s data: [] if compatible, else messages."""
     try:
-        result = ReaderWriterCompatibilityChecker().get_compatibility(reader.avro, writer.avro)
+        result = _JavaChecker().get_compatibility(reader.avro, writer.avro)
     except (avro.errors.AvroException, RecursionError) as exc:
         return [f"{{errorType:'UNKNOWN', description:'{exc}'}}"]
     if result.compatibility is not SchemaCompatibilityType.incompatible:
@@ -145,3 +165,89 @@ def _compact(text: str) -> str:
         return json.dumps(json.loads(text), separators=(",", ":"))
     except ValueError:
         return text
+
+
+class _JavaChecker(ReaderWriterCompatibilityChecker):
+    """Python's checker with Avro Java's name and alias matching for records, enums and fixed."""
+
+    def calculate_compatibility(
+        self, reader: avro.schema.Schema, writer: avro.schema.Schema, location: list[str]
+    ) -> SchemaCompatibilityResult:
+        if reader.type != writer.type or reader.type not in ("record", "error", "enum", "fixed"):
+            return super().calculate_compatibility(reader, writer, location)
+        result = CompatibleResult
+        if not _schema_name_equals(reader, writer):
+            result = incompatible(
+                SchemaIncompatibilityType.name_mismatch,
+                f"expected: {writer.fullname}",
+                [*location, "name"],
+            )
+        if reader.type == "fixed":
+            rest = check_fixed_size(reader, writer, location)
+        elif reader.type == "enum":
+            rest = check_reader_enum_contains_writer_enum(reader, writer, location)
+        else:
+            rest = self.check_reader_writer_record_fields(reader, writer, location)
+        return merge(result, rest)
+
+    def check_reader_writer_record_fields(
+        self,
+        reader: avro.schema.RecordSchema,
+        writer: avro.schema.RecordSchema,
+        location: list[str],
+    ) -> SchemaCompatibilityResult:
+        result = CompatibleResult
+        for index, reader_field in enumerate(reader.fields):
+            where = [*location, "fields", str(index)]
+            writer_field = _lookup_writer_field(writer, reader_field)
+            if writer_field is not None:
+                found = self.get_compatibility(reader_field.type, writer_field.type, "type", where)
+            elif reader_field.has_default:
+                continue
+            elif reader_field.type.type == "enum" and reader_field.type.props.get("default"):
+                found = self.get_compatibility(reader_field.type, writer, "type", where)
+            else:
+                found = incompatible(
+                    SchemaIncompatibilityType.reader_field_missing_default_value,
+                    reader_field.name,
+                    where,
+                )
+            result = merge(result, found)
+        return result
+
+
+def _reader_aliases(schema: avro.schema.NamedSchema) -> set[str]:
+    """Avro Java's ``Schema.getAliases()`` for ``schema``'s declared aliases."""
+    space = schema.namespace or None
+    aliases = schema.props.get("aliases")
+    result = set()
+    for alias in aliases if isinstance(aliases, list) else ():
+        if not isinstance(alias, str):
+            continue
+        alias_space, _, short = alias.rpartition(".")
+        alias_space = (alias_space if "." in alias else space) or None
+        if alias_space is None and space is not None:
+            result.add("." + short)  # Java's spelling of "null namespace": matches no full name
+        else:
+            result.add(f"{alias_space}.{short}" if alias_space else short)
+    return result
+
+
+def _schema_name_equals(reader: avro.schema.NamedSchema, writer: avro.schema.NamedSchema) -> bool:
+    """Avro Java's ``SchemaCompatibility.schemaNameEquals``."""
+    return reader.name == writer.name or writer.fullname in _reader_aliases(reader)
+
+
+def _lookup_writer_field(
+    writer: avro.schema.RecordSchema, reader_field: avro.schema.Field
+) -> avro.schema.Field | None:
+    """Avro Java's ``SchemaCompatibility.lookupWriterField``: more than one match is an error."""
+    aliases = reader_field.props.get("aliases")
+    names = [reader_field.name, *dict.fromkeys(aliases if isinstance(aliases, list) else ())]
+    matches = [writer.fields_dict[name] for name in names if name in writer.fields_dict]
+    if len(matches) > 1:
+        raise avro.errors.AvroRuntimeException(
+            f"Reader record field {reader_field.name} matches multiple fields in writer record "
+            f"schema {writer.fullname}"
+        )
+    return matches[0] if matches else None

@@ -250,7 +250,8 @@ class Registry:
             stored = view.schema_by_id(schema_id)
             if stored is None:  # pragma: no cover - foreign key guarantees it
                 raise RegistryError.schema_not_found(str(schema_id))
-            parsed = parse_schema(stored.schema, stored.schema_type)
+            # Stored schemas stay loadable even if today's name rules would reject them.
+            parsed = parse_schema(stored.schema, stored.schema_type, validate_names=False)
             self._parsed[schema_id] = parsed
         return parsed
 
