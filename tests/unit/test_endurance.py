@@ -37,6 +37,7 @@ def test_lag_sums_source_partitions_only() -> None:
         key("faust_topic_partition_end_offset", "orders.raw", "1"): 50.0,
         key("faust_topic_partition_offset_commited", "orders.raw", "1"): 50.0,
         key("faust_topic_partition_end_offset", "app-agg.x-partials", "0"): 9999.0,
+        ("streampulse_events_consumed_total", frozenset({("topic", "orders.raw")})): 7.0,
     }
     assert lag(samples) == 300
 
