@@ -146,6 +146,7 @@ class SourcePipeline:
         """Process one fetch's batches of this topic; returns what resolves once the broker has
         every message it sent (partials and dead letters), the condition for committing them."""
         await self.runtime.ensure_started()
+        generation = self.runtime.app.consumer_generation_id  # the events are read in this one
         dead_letters = DeadLetters(self.runtime.app.producer)
         decode_batch = self.runtime.codec.decode_batch
         time_field = self.time_field
@@ -191,9 +192,9 @@ class SourcePipeline:
         if valid:
             produced = produced_range(batches)
             for table in self.tables:
-                futures.extend(
-                    await table.ship(valid, source_times, produced, ranges, positions, replay)
-                )
+                futures.extend(await table.ship(
+                    valid, source_times, produced, ranges, positions, replay, generation
+                ))  # fmt: skip
             now_s = time.time()
             metrics.observe_many(
                 metrics.EVENT_LAG, [now_s - event[time_field] / 1000.0 for event in valid]

@@ -317,6 +317,7 @@ class WindowedTable:
         ranges: Ranges | None = None,
         positions: Callable[[], Sequence[tuple[str, int]]] | None = None,
         replay: bool = False,
+        generation: int | None = None,
     ) -> list[Any]:
         """Deliver the partials of one fetch's events to every table partition: merged in
         place into the partitions this worker owns (:meth:`merge_local`), sent to the others
@@ -330,7 +331,8 @@ class WindowedTable:
         (source partition, offset), ``replay`` whether some of them may have been applied
         already by a previous owner (then the messages carry one accumulator per event):
         the exactly-once bookkeeping of the module docstring. Without ``ranges`` (tools,
-        tests) nothing is checked against the marks."""
+        tests) nothing is checked against the marks. ``generation``: the consumer generation
+        the events were read in (default: now)."""
         partials = build_partials(self.aggregate, events, self.window_ms, self.time_field)
         ranges = ranges or {}
         by_partition: dict[int, list[tuple[str, dict[int, Accumulator]]]] = defaultdict(list)
@@ -349,14 +351,28 @@ class WindowedTable:
                 )
             return event_partials
 
-        generation = self.app.consumer_generation_id
-        local = self.local_partitions()
+        if generation is None:
+            generation = self.app.consumer_generation_id
+        if self._owns_partitions_still(generation):
+            local = self.local_partitions()
+        else:  # everything goes through the topic: read it back before merging in place again
+            local = frozenset()
+            self._drained.clear()
         if local:
-            local -= await self.merge_local(
+            not_merged = await self.merge_local(
                 {p: dict(by_partition.get(p, ())) for p in sorted(local)},
                 source_times, produced_ms, generation, ranges,
                 per_event if positions is not None else None,
             )  # fmt: skip
+            local -= not_merged
+            # Shipped through the topic now: merging a later fetch in place before this one
+            # is read back would overtake it (its marks would then skip it as a replay).
+            self._drained -= not_merged
+        if not self._owns_partitions_still(generation):
+            # A rebalance began since the fetch was read: whoever owns the partitions next
+            # may replay these offsets cut differently, so send them event by event.
+            replay = True
+        replay = replay and positions is not None  # tools and tests ship without offsets
         times = {str(p): t for p, t in source_times.items()}
         send = self.app.producer.send
         topic = self.partials_topic
@@ -399,12 +415,14 @@ class WindowedTable:
         partition's watermark while the source side waits (on the registry): touched in
         place where this worker owns the partition, a small ``{"h": ...}`` message to the
         others."""
-        local = self.local_partitions()
+        # Every owned partition in place (one not yet read to its end too: this worker's drain
+        # loop, blocked, could not read an "h" sent to itself); every source active now is held
+        # (the others' data waits behind the blocked loop), and the waiting ones.
+        local = self._owned_partitions() if self.merge_locally else frozenset()
         now = time.monotonic()
         for partition in local:
             clock = self.clock(partition, now)
-            if source_partitions is None:
-                clock.touch_active(now)
+            clock.touch_active(now)
             for source in source_partitions or ():
                 clock.touch(source, now)
         held = "*" if source_partitions is None else sorted(source_partitions)
@@ -552,14 +570,20 @@ class WindowedTable:
     async def on_partials(self, batches: Sequence[SourceBatch]) -> None:
         """Merge one fetch's partials into the table (one write per key per partition), then
         close what the partitions' watermarks have passed."""
+        generation = self.app.consumer_generation_id
         async with self._lock:
             self._maybe_reindex()
             now = time.monotonic()
             for batch in batches:
+                if not self._owns_partitions_still(generation):
+                    # Revoked meanwhile: the next owner merges these (they are not acked).
+                    return
                 self._merge(batch, now)
                 self._consumed_to[batch.partition] = batch.records[-1].offset + 1
                 await wait_for_changelog_room(self.app)
             for batch in batches:
+                if not self._owns_partitions_still(generation):
+                    return
                 await self._close_due(batch.partition, now)
 
     def _merge(self, batch: SourceBatch, now: float) -> None:
