@@ -191,11 +191,6 @@ class BatchingConsumer(aiokafka_driver.Consumer):
                         await self._wait_inflight()
                         break
                     delivered = await handlers[topic](batches)
-                    if app.consumer_generation_id != generation:
-                        # Revoked while the handler ran: not acked (nor committed for another
-                        # owner); the next owner reads them again, the marks dedupe.
-                        await self._wait_inflight()
-                        break
                     if acks_enabled_for(topic):
                         await self._ack_when_delivered(delivered, batches)
                     for batch in batches:

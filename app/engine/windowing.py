@@ -570,20 +570,14 @@ class WindowedTable:
     async def on_partials(self, batches: Sequence[SourceBatch]) -> None:
         """Merge one fetch's partials into the table (one write per key per partition), then
         close what the partitions' watermarks have passed."""
-        generation = self.app.consumer_generation_id
         async with self._lock:
             self._maybe_reindex()
             now = time.monotonic()
             for batch in batches:
-                if not self._owns_partitions_still(generation):
-                    # Revoked meanwhile: the next owner merges these (they are not acked).
-                    return
                 self._merge(batch, now)
                 self._consumed_to[batch.partition] = batch.records[-1].offset + 1
                 await wait_for_changelog_room(self.app)
             for batch in batches:
-                if not self._owns_partitions_still(generation):
-                    return
                 await self._close_due(batch.partition, now)
 
     def _merge(self, batch: SourceBatch, now: float) -> None:
