@@ -252,3 +252,18 @@ def process_factory(tmp_path: Path) -> Iterator[Callable[..., RegistryProcess]]:
     yield start
     for process in started:
         process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryThread]:
+    """One registry for a whole test module (its tests use distinct subjects)."""
+    registry = RegistryThread(Path(tmp_path_factory.mktemp("registry"))).start()
+    yield registry
+    registry.stop()
+
+
+@pytest.fixture
+def api(server: RegistryThread) -> Iterator[Http]:
+    client = Http(server.url)
+    yield client
+    client.close()

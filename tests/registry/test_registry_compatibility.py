@@ -20,11 +20,8 @@ bottom show where they differ.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-
-from .conftest import Http, RegistryThread
 
 LEVELS = (
     "BACKWARD",
@@ -133,19 +130,6 @@ CASES = [
 ]
 # fmt: on
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    registry = RegistryThread(Path(tmp_path_factory.mktemp("compat"))).start()
-    yield registry
-    registry.stop()
-
-
-@pytest.fixture
-def api(server: RegistryThread):
-    client = Http(server.url)
-    yield client
-    client.close()
 
 
 def _subject(case: str, level: str) -> str:

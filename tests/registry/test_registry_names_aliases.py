@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from app.registry.avro_schema import parse_schema
 
-from .conftest import Http, RegistryThread
+from .conftest import Http
 
 NS = "com.streampulse.names"
 
@@ -57,19 +56,6 @@ def enum(name: str, *symbols: str, **extra: object) -> dict:
 def fixed(name: str, **extra: object) -> dict:
     return {"type": "fixed", "name": name, "size": 4, **extra}
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
-    registry = RegistryThread(Path(tmp_path_factory.mktemp("names"))).start()
-    yield registry
-    registry.stop()
-
-
-@pytest.fixture
-def api(server: RegistryThread):
-    client = Http(server.url)
-    yield client
-    client.close()
 
 
 # (case, schema, text Avro Java's message contains)
