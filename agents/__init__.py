@@ -7,9 +7,16 @@ its rules in ``app/validation/`` and its aggregates in ``models/``.
 
 from __future__ import annotations
 
-from agents import downloads, orders, telemetry
+from agents import downloads, lens, orders, telemetry
 from app.engine.domain import Domain
 
 __all__ = ["DOMAINS"]
 
-DOMAINS: tuple[Domain, ...] = (telemetry.DOMAIN, downloads.DOMAIN, orders.DOMAIN)
+DOMAINS: tuple[Domain, ...] = (
+    telemetry.DOMAIN,
+    downloads.DOMAIN,
+    orders.DOMAIN,
+    lens.MODEL_METRICS,
+    lens.REQUESTS,
+    lens.RESPONSES,
+)

@@ -500,7 +500,8 @@ class Aggregate:
     values must be strings); ``fields`` names the accumulator's fields; ``metrics`` turns their
     values (a dict: every field's extracted value, plus ``events``) into the record's metric
     fields, in record order. The envelope's ``event_type``, ``privacy_tier`` and
-    ``schema_version`` and the web views' ``description`` come with it.
+    ``schema_version``, the web views' ``description`` and the derived ``topic`` (default: the
+    table's name) come with it.
     """
 
     def __init__(
@@ -514,6 +515,7 @@ class Aggregate:
         metrics: Callable[[dict[str, Any]], dict[str, Any]],
         privacy_tier: str = "internal",
         schema_version: int = 1,
+        topic: str | None = None,
     ) -> None:
         if EVENTS in fields:
             raise ValueError(f"{table}: '{EVENTS}' is every aggregate's event count already")
@@ -528,6 +530,9 @@ class Aggregate:
         self._metrics = metrics
         self.privacy_tier = privacy_tier
         self.schema_version = schema_version
+        #: the derived topic its records go to: the table's name unless several tables feed
+        #: one topic (``agg.model.metrics`` gets a table per metric source)
+        self.topic = topic or table
         self.key_values: Callable[[Event], tuple[str, ...]] = _key_reader(tuple(key.values()))
         # create(): a copy of the empty accumulator, fresh states only where they change in place
         self._empty = [0, *(kind.create() for kind in self._kinds)]

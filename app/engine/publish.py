@@ -66,20 +66,27 @@ class AggregatePublisher:
         self._app = app
         self._codec = codec
 
-    async def publish(self, table: str, records: Sequence[tuple[str, dict[str, Any]]]) -> None:
-        """Send ``(key, record)`` pairs to the ``table`` topic; return once all are acked.
-        A record the privacy check rejects is counted and logged instead (the window still
-        closes: publishing it later would not make it clean)."""
+    async def publish(
+        self,
+        topic: str,
+        records: Sequence[tuple[str, dict[str, Any]]],
+        table: str | None = None,
+    ) -> None:
+        """Send ``(key, record)`` pairs to the derived ``topic``; return once all are acked.
+        ``table`` (default: the topic's name) labels the metrics. A record the privacy check
+        rejects is counted and logged instead (the window still closes: publishing it later
+        would not make it clean)."""
+        table = table or topic
         records = [(key, rec) for key, rec in records if self._may_publish(table, key, rec)]
         if not records:
             return
-        spec = DERIVED_TOPICS[table]
+        spec = DERIVED_TOPICS[topic]
         schema_id = await self._codec.schema_id_for(spec.subject, spec.schema())
         encode = self._codec.encode
         send = self._app.producer.send
         timestamp = time.time()
         futures = [
-            await send(table, key.encode(), encode(schema_id, record), None, timestamp, None)
+            await send(topic, key.encode(), encode(schema_id, record), None, timestamp, None)
             for key, record in records
         ]
         await asyncio.gather(*futures)

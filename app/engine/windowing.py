@@ -764,7 +764,9 @@ class WindowedTable:
                         )  # fmt: skip
                         records.append((key, record))
                         states.append((key, state))
-                    await self.publisher.publish(self.aggregate.table, records)
+                    await self.publisher.publish(
+                        self.aggregate.topic, records, table=self.aggregate.table
+                    )
                     # Marked closed only once published: a crash in between republishes
                     # (at least once; event_id is deterministic so consumers can dedupe).
                     for key, state in states:

@@ -35,7 +35,7 @@ from app.engine.codec import (
 from app.engine.domain import Domain
 from app.engine.pipeline import SourcePipeline
 from app.engine.windowing import build_partials
-from app.tools.simulator import downloads, orders
+from app.tools.simulator import downloads, lens, orders
 from app.tools.simulator.population import Population
 from app.tools.simulator.telemetry import TelemetryFactory
 from app.validation import UNKNOWN_EVENT_TYPE, Violation
@@ -55,7 +55,9 @@ def valid_events() -> dict[str, list[dict[str, Any]]]:
         "acme-telemetry": TelemetryFactory(seed=3),
         "content-downloads": downloads.factories(population)[0],
         "orders.raw": orders.factories(population)[0],
+        **{factory.topic: factory for factory in lens.factories(population)},
     }
+    factories = {topic: f for topic, f in factories.items() if topic in DOMAIN_BY_TOPIC}
     assert set(factories) == set(DOMAIN_BY_TOPIC), "a new domain: add its factory here"
     return {
         topic: [factory.make(rng, NOW_MS + i * 1000)[1] for i in range(20)]

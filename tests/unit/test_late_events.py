@@ -16,7 +16,7 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.records: list[Any] = []
 
-    async def publish(self, table: str, records: list[Any]) -> None:
+    async def publish(self, topic: str, records: list[Any], table: str | None = None) -> None:
         self.records.extend(records)
 
 

@@ -93,7 +93,7 @@ class FakeApp:
 
 
 class NoPublisher:
-    async def publish(self, *_: Any) -> None:
+    async def publish(self, *_: Any, **__: Any) -> None:
         raise AssertionError("no window may close in these tests")
 
 
@@ -275,8 +275,10 @@ class RecordingPublisher:
     def __init__(self) -> None:
         self.published: list[tuple[str, str, dict[str, Any]]] = []
 
-    async def publish(self, table: str, records: list[tuple[str, dict[str, Any]]]) -> None:
-        self.published += [(table, key, record) for key, record in records]
+    async def publish(
+        self, topic: str, records: list[tuple[str, dict[str, Any]]], table: str | None = None
+    ) -> None:
+        self.published += [(table or topic, key, record) for key, record in records]
 
 
 def test_windows_close_in_place_once_every_source_has_passed_them() -> None:

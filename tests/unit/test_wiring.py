@@ -12,7 +12,7 @@ import pytest
 from faust.types import TP
 
 from agents import DOMAINS
-from app.catalog import SOURCE_TOPICS
+from app.catalog import DERIVED_TOPICS, SOURCE_TOPICS
 from app.engine.batching import SourceBatch
 from app.engine.codec import Decoded, DecodeFailure
 from app.engine.domain import Domain
@@ -27,13 +27,22 @@ def test_every_domain_is_wired_into_tables_and_batch_agents() -> None:
     assert set(windowed_tables) == set(expected) == {
         "agg.telemetry.buffering", "agg.telemetry.completion", "agg.telemetry.errors",
         "agg.downloads.errors", "agg.orders.summary",
+        "agg.model.metrics.reported", "agg.model.metrics.requests",
+        "agg.model.metrics.latency", "agg.model.metrics.errors",
     }  # fmt: skip
     for name, table in windowed_tables.items():
         domain = expected[name]
         assert table.source_topic == domain.topic
         assert table.time_field == SOURCE_TOPICS[domain.topic].time_field
         assert table.partials_topic in app.batch_handlers
-    assert set(engine.pipelines) == {"acme-telemetry", "content-downloads", "orders.raw"}
+    assert set(engine.pipelines) == {
+        "acme-telemetry", "content-downloads", "orders.raw",
+        "model-metrics", "recommendation-requests", "recommendation-responses",
+    }  # fmt: skip
+    # Several tables may publish to one derived topic: the model-metrics sources do.
+    assert {t.aggregate.topic for t in windowed_tables.values()} == set(DERIVED_TOPICS) - {
+        "ab.conversions"
+    }
     for topic, pipeline in engine.pipelines.items():
         assert app.batch_handlers[topic] == pipeline.handle
         assert [t.aggregate.table for t in pipeline.tables] == [
