@@ -10,7 +10,7 @@ from __future__ import annotations
 from agents import downloads, lens, orders, telemetry
 from app.engine.domain import Domain
 
-__all__ = ["DOMAINS"]
+__all__ = ["DOMAINS", "JOIN_OUTPUTS"]
 
 DOMAINS: tuple[Domain, ...] = (
     telemetry.DOMAIN,
@@ -19,4 +19,8 @@ DOMAINS: tuple[Domain, ...] = (
     lens.MODEL_METRICS,
     lens.REQUESTS,
     lens.RESPONSES,
+    lens.INTERACTIONS,
+    lens.AB_TESTS,
 )
+#: what the per-user join of the domains with a ``join`` feeds
+JOIN_OUTPUTS = lens.JOIN_OUTPUTS

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from agents import DOMAINS
+from agents import DOMAINS, JOIN_OUTPUTS
 from app.engine.batching import StreamPulseApp
 from app.engine.codec import RegistryCodec
 from app.engine.wiring import Engine
@@ -51,7 +51,7 @@ app = StreamPulseApp(
 
 codec = RegistryCodec(settings.schema_registry_url, max_message_bytes=settings.max_message_bytes)
 engine = Engine(app, settings, codec)
-engine.add_domains(DOMAINS)
+engine.add_domains(DOMAINS, JOIN_OUTPUTS)
 runtime = engine.runtime
 #: table name -> its windowed table (the web views and replay read it)
 windowed_tables = engine.tables

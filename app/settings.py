@@ -104,6 +104,15 @@ class Settings:
     # go through the partials topic. Off: every partial takes the broker round trip (for tests
     # and measurements of that path).
     merge_locally: bool = True
+    # CTR_ATTRIBUTION_SECONDS: how long after a recommendation response a click on one of its
+    # items is credited to it (contract section 3).
+    ctr_attribution_seconds: int = 600
+    # ERASURE_TOKEN: the bearer token of the GDPR erasure route; unset, the route is off.
+    erasure_token: str | None = None
+
+    @property
+    def ctr_attribution_ms(self) -> int:
+        return self.ctr_attribution_seconds * 1000
 
     @property
     def window_ms(self) -> int:
@@ -116,9 +125,7 @@ class Settings:
     @property
     def broker_bootstrap(self) -> str:
         """host:port list for plain Kafka clients (aiokafka, confluent-kafka)."""
-        return ",".join(
-            url.split("://", 1)[-1] for url in self.kafka_broker_url.split(";") if url
-        )
+        return ",".join(url.split("://", 1)[-1] for url in self.kafka_broker_url.split(";") if url)
 
 
 #: MAX_MESSAGE_BYTES below this could not hold an ordinary source record.
@@ -157,6 +164,10 @@ def load_settings() -> Settings:
         recovery_consistency_check=_env_bool("RECOVERY_CONSISTENCY_CHECK", True),
         latency_log=Path(os.environ["LATENCY_LOG"]) if os.environ.get("LATENCY_LOG") else None,
         merge_locally=_env_bool("LOCAL_MERGE", Settings.merge_locally),
+        ctr_attribution_seconds=_env_int(
+            "CTR_ATTRIBUTION_SECONDS", Settings.ctr_attribution_seconds, minimum=1
+        ),
+        erasure_token=os.environ.get("ERASURE_TOKEN") or None,
         source_topics=tuple(
             t.strip() for t in (os.environ.get("SOURCE_TOPICS") or "").split(",") if t.strip()
         ),

@@ -51,6 +51,7 @@ __all__ = [
     "Min",
     "Sketch",
     "Sum",
+    "SumBy",
     "Where",
     "exact_sum_parts",
     "field_above",
@@ -65,6 +66,9 @@ Event = Mapping[str, Any]
 #: A field's input: an event field path (``"download.speed_mbps"``) or a function of the event.
 Getter = str | Callable[[Event], Any]
 Accumulator = list[Any]
+#: an aggregate's rows of one window: (window's values, running total's values) ->
+#: [(extra group-key values, metric fields)]
+Rows = Callable[[dict[str, Any], dict[str, Any]], list[tuple[tuple[str, ...], dict[str, Any]]]]
 
 
 def ratio(numerator: float, denominator: float) -> float | None:
@@ -417,6 +421,48 @@ class CountBy(FieldKind):
         return dict(sorted(state.items()))
 
 
+class SumBy(FieldKind):
+    """Sum of an integer value per label (a map label -> sum): :class:`CountBy` with a value.
+    Values may be negative (a join's retractions, ``models/users.py``); labels as in
+    :class:`CountBy`."""
+
+    mutable_state = True
+
+    def __init__(
+        self,
+        label: Getter,
+        value: Getter,
+        *,
+        where: Where | Callable[[Event], bool] | None = None,
+    ) -> None:
+        super().__init__(value, where=where)
+        self.label_of = getter(label)
+
+    def create(self) -> dict[str, int]:
+        return {}
+
+    def fold(self, state: dict[str, int], selected: Sequence[Event]) -> dict[str, int]:
+        for event in selected:
+            self.fold_one(state, event)
+        return state
+
+    def fold_one(self, state: dict[str, int], event: Event) -> dict[str, int]:
+        assert self.get is not None
+        label = self.label_of(event)
+        if label is not None:
+            name = label if type(label) is str else str(label)
+            state[name] = state.get(name, 0) + self.get(event)
+        return state
+
+    def merge(self, state: dict[str, int], other: dict[str, int]) -> dict[str, int]:
+        for name, total in other.items():
+            state[name] = state.get(name, 0) + total
+        return state
+
+    def extract(self, state: dict[str, int]) -> dict[str, int]:
+        return dict(sorted(state.items()))
+
+
 class Sketch(FieldKind):
     """A DDSketch of a value (quantiles within ``relative_accuracy``), mergeable exactly.
 
@@ -501,7 +547,9 @@ class Aggregate:
     values (a dict: every field's extracted value, plus ``events``) into the record's metric
     fields, in record order. The envelope's ``event_type``, ``privacy_tier`` and
     ``schema_version``, the web views' ``description`` and the derived ``topic`` (default: the
-    table's name) come with it.
+    table's name) come with it. ``cumulative`` aggregates publish running totals as of each
+    window's end; ``rows`` (with ``row_key_fields``) turns one key's window into several
+    records, or none.
     """
 
     def __init__(
@@ -516,6 +564,9 @@ class Aggregate:
         privacy_tier: str = "internal",
         schema_version: int = 1,
         topic: str | None = None,
+        cumulative: bool = False,
+        rows: Rows | None = None,
+        row_key_fields: Sequence[str] = (),
     ) -> None:
         if EVENTS in fields:
             raise ValueError(f"{table}: '{EVENTS}' is every aggregate's event count already")
@@ -533,6 +584,12 @@ class Aggregate:
         #: the derived topic its records go to: the table's name unless several tables feed
         #: one topic (``agg.model.metrics`` gets a table per metric source)
         self.topic = topic or table
+        #: records as of a window's end since the first event (a closed window's accumulator
+        #: is merged into the key's running total; a late contribution joins the total)
+        self.cumulative = cumulative
+        self._rows = rows
+        #: group-key fields a row adds after the table key's (``ab.conversions``: variant)
+        self.row_key_fields: tuple[str, ...] = tuple(row_key_fields)
         self.key_values: Callable[[Event], tuple[str, ...]] = _key_reader(tuple(key.values()))
         # create(): a copy of the empty accumulator, fresh states only where they change in place
         self._empty = [0, *(kind.create() for kind in self._kinds)]
@@ -601,6 +658,26 @@ class Aggregate:
     def extract(self, acc: Accumulator) -> dict[str, Any]:
         """The record's metric fields from a window's accumulator."""
         return self._metrics(self.values(acc))
+
+    def view(self, acc: Accumulator) -> dict[str, Any]:
+        """What the web views show of one window: the record's metric fields, or, for an
+        aggregate with ``rows`` (whose records need the running total), the window's own
+        field values."""
+        if self._rows is None:
+            return self.extract(acc)
+        return {name: value for name, value in self.values(acc).items() if name != EVENTS}
+
+    def records(
+        self, acc: Accumulator, total: Accumulator | None = None
+    ) -> list[tuple[tuple[str, ...], dict[str, Any]]]:
+        """A closing window's rows: (extra group-key values, metric fields) each. One row of
+        :meth:`extract` unless the aggregate declares ``rows``, a function of the window's
+        values and (cumulative aggregates) the running total's, which may give several rows
+        or none."""
+        if self._rows is None:
+            return [((), self.extract(total if total is not None else acc))]
+        window = self.values(acc)
+        return self._rows(window, self.values(total) if total is not None else window)
 
     @staticmethod
     def size(acc: Accumulator) -> int:

@@ -24,6 +24,7 @@ from typing import Any
 from models.combine import Aggregate, Count, FloatSum, Max, Min, Sketch, Sum, field_is, ratio
 
 __all__ = [
+    "MODEL_CTR",
     "MODEL_ERRORS",
     "MODEL_LATENCY",
     "MODEL_METRICS_TOPIC",
@@ -128,4 +129,19 @@ MODEL_ERRORS = Aggregate(
     },
     fields={"errors": Count(where=field_is("status", "error"))},
     metrics=lambda v: model_record(v["events"], ratio(v["errors"], v["events"])),
+)
+
+MODEL_CTR = Aggregate(
+    table="agg.model.metrics.ctr",
+    topic=MODEL_METRICS_TOPIC,
+    event_type=_EVENT_TYPE,
+    description="Click-through of recommendations per model and version (metric type ctr): "
+    "items shown, and hits (clicks attributed to the response) per item shown.",
+    key={
+        "model_name": "modelName",
+        "model_version": "modelVersion",
+        "metric_type": _constant("ctr"),
+    },
+    fields={"shown": Sum("shown"), "hits": Sum("hits")},
+    metrics=lambda v: model_record(v["shown"], ratio(v["hits"], v["shown"])),
 )

@@ -23,15 +23,20 @@ Validator = Callable[[dict[str, Any]], Violation | None]
 
 @dataclass(frozen=True)
 class Domain:
-    """One source topic: the rules its decoded events must pass and the aggregates they feed."""
+    """One source topic: the rules its decoded events must pass, the aggregates they feed and
+    (``join``) the join events they give the per-user join (``app/engine/join.py``)."""
 
     topic: str
     validate: Validator
-    aggregates: tuple[Aggregate, ...]
+    aggregates: tuple[Aggregate, ...] = ()
+    #: the per-user join's input from this topic (``models/users.py``), if it feeds the join
+    join: Callable[[dict[str, Any]], tuple[str, list[Any]] | None] | None = None
 
     def __post_init__(self) -> None:
         if self.topic not in SOURCE_TOPICS:
             raise ValueError(f"{self.topic} is not a source topic of the catalog")
+        if not self.aggregates and self.join is None:
+            raise ValueError(f"{self.topic} feeds neither an aggregate nor the join")
         if SOURCE_TOPICS[self.topic].time_field is None:
             raise ValueError(f"{self.topic} declares no event-time field in the catalog")
 

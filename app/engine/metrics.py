@@ -12,11 +12,14 @@ from collections.abc import Iterable
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "AB_REASSIGNMENTS",
     "AGGREGATES_EMITTED",
     "DLQ_MESSAGES",
+    "ERASURES",
     "EVENTS_AGGREGATED",
     "EVENTS_CONSUMED",
     "EVENT_LAG",
+    "JOIN_EVENTS",
     "LATE_CONTRIBUTIONS",
     "LATE_EVENTS",
     "PRIVACY_REJECTIONS",
@@ -32,6 +35,22 @@ __all__ = [
     "observe_spread",
 ]
 
+AB_REASSIGNMENTS = Counter(
+    "streampulse_ab_reassignments_total",
+    "A/B assignments of a user to an experiment it was already assigned to (the first in"
+    " event time wins; the others are ignored).",
+)
+JOIN_EVENTS = Counter(
+    "streampulse_join_events_total",
+    "Join events applied to the per-user state, by source topic (a replayed one, already"
+    " absorbed, is counted under replayed=true and skipped).",
+    ["topic", "replayed"],
+)
+ERASURES = Counter(
+    "streampulse_erasures_total",
+    "GDPR erasure requests carried out on this worker, by outcome (erased, not_found).",
+    ["outcome"],
+)
 EVENTS_CONSUMED = Counter(
     "streampulse_events_consumed_total",
     "Source messages read from Kafka, before decoding.",

@@ -25,7 +25,7 @@ from app.engine.domain import Validator
 from app.engine.windowing import Ranges, WindowedTable
 from app.validation import RULE_ERROR, UNKNOWN_EVENT_TYPE, Violation
 
-__all__ = ["Runtime", "SourcePipeline", "produced_range"]
+__all__ = ["ReplayZones", "Runtime", "SourcePipeline", "produced_range"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,37 @@ def produced_range(batches: Sequence[SourceBatch]) -> tuple[int, int]:
     the table-latency measurement; (0, 0) when the records carry none."""
     stamps = [r.timestamp for b in batches for r in b.records if r.timestamp and r.timestamp > 0]
     return (min(stamps), max(stamps)) if stamps else (0, 0)
+
+
+class ReplayZones:
+    """Per partition of one topic, the end offset it had when this worker was (re)assigned
+    it: records below it may have been applied by a previous owner or run (README "Crashes
+    and restarts"). The fetch response's high watermark, not ListOffsets (short on Tansu:
+    app/engine/offsets.py)."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        #: partition -> (consumer generation, its end offset when assigned)
+        self._ends: dict[int, tuple[int | None, int | None]] = {}
+
+    def end(self, batch: SourceBatch) -> int | None:
+        """The zone's end for the batch's partition (None: not known yet)."""
+        generation = self._app.consumer_generation_id
+        known = self._ends.get(batch.partition)
+        if known is not None and known[0] == generation and known[1] is not None:
+            return known[1]
+        try:
+            end = self._app.consumer.highwater(batch.tp)
+        except Exception:
+            end = None
+        self._ends[batch.partition] = (generation, end)
+        return end
+
+    def covers(self, batch: SourceBatch) -> bool:
+        """Whether some of the batch's records may have been applied already (an unknown
+        end counts as yes)."""
+        end = self.end(batch)
+        return end is None or batch.records[0].offset < end
 
 
 class Runtime:
@@ -87,8 +118,7 @@ class SourcePipeline:
         self._consumed = metrics.EVENTS_CONSUMED.labels(topic=topic)
         self._aggregated = metrics.EVENTS_AGGREGATED.labels(topic=topic)
         self._unknown = metrics.UNKNOWN_EVENT_TYPES.labels(topic=topic)
-        #: source partition -> (consumer generation, its end offset when assigned)
-        self._zone_ends: dict[int, tuple[int | None, int | None]] = {}
+        self._zones: ReplayZones | None = None  # made on the first batch
 
     def split(
         self,
@@ -126,22 +156,6 @@ class SourcePipeline:
             dropped.append(index)
         return valid
 
-    def _replay_zone_end(self, batch: SourceBatch) -> int | None:
-        """The end offset this source partition had when this worker was (re)assigned it:
-        records below it may have been applied by a previous owner or run (None: not known
-        yet, count every record as such). The fetch response's high watermark, not
-        ListOffsets (short on Tansu: app/engine/offsets.py)."""
-        generation = self.runtime.app.consumer_generation_id
-        known = self._zone_ends.get(batch.partition)
-        if known is not None and known[0] == generation and known[1] is not None:
-            return known[1]
-        try:
-            end = self.runtime.app.consumer.highwater(batch.tp)
-        except Exception:
-            end = None
-        self._zone_ends[batch.partition] = (generation, end)
-        return end
-
     async def handle(self, batches: Sequence[SourceBatch]) -> Awaitable[Any]:
         """Process one fetch's batches of this topic; returns what resolves once the broker has
         every message it sent (partials and dead letters), the condition for committing them."""
@@ -175,17 +189,16 @@ class SourcePipeline:
                 valid.extend(batch_valid)
                 ranges[str(batch.partition)] = (records[0].offset, records[-1].offset)
                 kept.append((batch, dropped))
-                zone_end = self._replay_zone_end(batch)
-                replay = replay or zone_end is None or records[0].offset < zone_end
+                if self._zones is None:
+                    self._zones = ReplayZones(self.runtime.app)
+                replay = replay or self._zones.covers(batch)
 
         def positions() -> list[tuple[str, int]]:
             """Each valid event's source partition and offset (only a replay needs them)."""
             out: list[tuple[str, int]] = []
             for batch, dropped in kept:
                 source, skip = str(batch.partition), set(dropped)
-                out.extend(
-                    (source, r.offset) for i, r in enumerate(batch.records) if i not in skip
-                )
+                out.extend((source, r.offset) for i, r in enumerate(batch.records) if i not in skip)
             return out
 
         futures: list[Any] = []

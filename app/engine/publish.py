@@ -22,7 +22,13 @@ from app.engine.codec import RegistryCodec
 from app.engine.privacy import pii_in
 from models.combine import Accumulator, Aggregate
 
-__all__ = ["PRODUCER", "AggregatePublisher", "derived_record", "record_event_id"]
+__all__ = [
+    "PRODUCER",
+    "AggregatePublisher",
+    "derived_record",
+    "derived_records",
+    "record_event_id",
+]
 
 PRODUCER = "streampulse"
 log = logging.getLogger(__name__)
@@ -43,20 +49,43 @@ def derived_record(
     acc: Accumulator,
     now_ms: int,
 ) -> dict[str, Any]:
-    """The full record for one closed window, field order as in the schema."""
-    record: dict[str, Any] = {
-        "event_id": record_event_id(aggregate.table, key, window_start),
-        "event_type": aggregate.event_type,
-        "occurred_at": now_ms,
-        "producer": PRODUCER,
-        "schema_version": aggregate.schema_version,
-        "privacy_tier": aggregate.privacy_tier,
-        "window_start": window_start,
-        "window_end": window_start + window_ms,
-    }
-    record.update(zip(aggregate.key_fields, key_values, strict=True))
-    record.update(aggregate.extract(acc))
+    """The full record for one closed window of a one-row aggregate, field order as in the
+    schema."""
+    (record,) = derived_records(aggregate, key, key_values, window_start, window_ms, acc, now_ms)
     return record
+
+
+def derived_records(
+    aggregate: Aggregate,
+    key: str,
+    key_values: Sequence[str],
+    window_start: int,
+    window_ms: int,
+    acc: Accumulator,
+    now_ms: int,
+    total: Accumulator | None = None,
+) -> list[dict[str, Any]]:
+    """The records of one closed window (``Aggregate.records``: one, or for aggregates with
+    rows any number; ``total`` the running total of a cumulative aggregate), field order as
+    in the schema. A row's extra key values are part of its ``event_id``."""
+    out = []
+    key_fields = (*aggregate.key_fields, *aggregate.row_key_fields)
+    for extra, fields in aggregate.records(acc, total):
+        row_key = "\x1f".join((key, *extra))
+        record: dict[str, Any] = {
+            "event_id": record_event_id(aggregate.table, row_key, window_start),
+            "event_type": aggregate.event_type,
+            "occurred_at": now_ms,
+            "producer": PRODUCER,
+            "schema_version": aggregate.schema_version,
+            "privacy_tier": aggregate.privacy_tier,
+            "window_start": window_start,
+            "window_end": window_start + window_ms,
+        }
+        record.update(zip(key_fields, (*key_values, *extra), strict=True))
+        record.update(fields)
+        out.append(record)
+    return out
 
 
 class AggregatePublisher:

@@ -45,9 +45,11 @@ def declare_windowed_table(
     source_topic: str,
     time_field: str,
     counts_late_events: bool = True,
+    grace_ms: int | None = None,
 ) -> tuple[WindowedTable, Any]:
     """Declare the Faust table and partials topic of ``aggregate`` (fed by ``source_topic``,
-    windowed by its ``time_field``); return both."""
+    windowed by its ``time_field``; ``grace_ms`` instead of GRACE_SECONDS when its windows
+    close later); return both."""
     table = app.Table(
         aggregate.table,
         default=None,
@@ -79,7 +81,7 @@ def declare_windowed_table(
         partials_topic=topic.get_topic_name(),
         publisher=publisher,
         window_ms=settings.window_ms,
-        grace_ms=settings.grace_ms,
+        grace_ms=settings.grace_ms if grace_ms is None else grace_ms,
         partitions=settings.topic_partitions,
         idle_advance_seconds=settings.idle_advance_seconds,
         closed_windows_kept=settings.closed_windows_kept,

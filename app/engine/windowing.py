@@ -60,7 +60,7 @@ from faust.types import TP
 
 from app.engine import metrics
 from app.engine.batching import SourceBatch, table_context, wait_for_changelog_room
-from app.engine.publish import AggregatePublisher, derived_record
+from app.engine.publish import AggregatePublisher, derived_records
 from models.combine import Accumulator, Aggregate
 
 __all__ = [
@@ -641,6 +641,7 @@ class WindowedTable:
         late = replayed = 0
         table = self.table
         size, merge = self.aggregate.size, self.aggregate.merge
+        cumulative = self.aggregate.cumulative
         with table_context(self.app, self.partials_topic, partition):
             for key, key_contributions in contributions.items():
                 state = table.get(key) or {"open": {}, "closed": {}}
@@ -677,6 +678,9 @@ class WindowedTable:
                         start = str(start_ms)
                         if start in closed or self._is_closed(start_ms, watermark):
                             late += size(acc)
+                            if cumulative:  # not in its window, but in every later total
+                                total = state.get("c")
+                                state["c"] = acc if total is None else merge(total, acc)
                             continue
                         existing = opened.get(start)
                         if existing is None:
@@ -758,23 +762,40 @@ class WindowedTable:
                         acc = state and state["open"].get(start)
                         if acc is None:
                             continue
-                        record = derived_record(
+                        total = self._running_total(state, acc)
+                        records.extend((key, record) for record in derived_records(
                             self.aggregate, key, decode_key(key), start_ms, self.window_ms, acc,
-                            now_ms,
-                        )  # fmt: skip
-                        records.append((key, record))
-                        states.append((key, state))
+                            now_ms, total,
+                        ))  # fmt: skip
+                        states.append((key, state, total))
                     await self.publisher.publish(
                         self.aggregate.topic, records, table=self.aggregate.table
                     )
                     # Marked closed only once published: a crash in between republishes
                     # (at least once; event_id is deterministic so consumers can dedupe).
-                    for key, state in states:
-                        self._mark_closed(key, state, start)
+                    for key, state, total in states:
+                        self._mark_closed(key, state, start, total)
                 await wait_for_changelog_room(self.app)
 
-    def _mark_closed(self, key: str, state: dict[str, Any], start: str) -> None:
-        """Move window ``start`` of ``state`` (just read for ``key``) to its closed windows."""
+    def _running_total(self, state: dict[str, Any], acc: Accumulator) -> Accumulator | None:
+        """A cumulative aggregate's total as of the end of the window ``acc`` closes: the key's
+        running total (``"c"``: every window closed before, and late contributions) merged
+        with it, in a fresh accumulator. None for other aggregates."""
+        if not self.aggregate.cumulative:
+            return None
+        merge = self.aggregate.merge
+        total = self.aggregate.create()
+        if state.get("c") is not None:
+            merge(total, state["c"])
+        return merge(total, acc)
+
+    def _mark_closed(
+        self, key: str, state: dict[str, Any], start: str, total: Accumulator | None = None
+    ) -> None:
+        """Move window ``start`` of ``state`` (just read for ``key``) to its closed windows
+        (and, cumulative, keep the running total it closed with)."""
+        if total is not None:
+            state["c"] = total
         closed = state["closed"]
         closed[start] = state["open"].pop(start)
         if self.closed_windows_kept:

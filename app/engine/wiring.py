@@ -8,18 +8,23 @@ domain therefore adds a declaration (``agents/``), never agent code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from app.engine.codec import RegistryCodec
 from app.engine.domain import Domain
+from app.engine.join import UserJoin, repartition_topic_name
 from app.engine.pipeline import Runtime, SourcePipeline
 from app.engine.publish import AggregatePublisher
 from app.engine.tables import declare_windowed_table
 from app.engine.windowing import WindowedTable
 from app.settings import Settings
+from models.combine import Aggregate
 
-__all__ = ["Engine"]
+__all__ = ["Engine", "JoinOutputs"]
+
+#: delta kind -> (the aggregate the join's deltas of that kind feed, its grace in ms)
+JoinOutputs = Mapping[str, tuple[Aggregate, Callable[[Settings], int]]]
 
 
 class Engine:
@@ -34,31 +39,69 @@ class Engine:
         self.tables: dict[str, WindowedTable] = {}
         #: source topic -> its pipeline
         self.pipelines: dict[str, SourcePipeline] = {}
+        #: the per-user join, once a domain feeds it
+        self.join: UserJoin | None = None
 
-    def add_domains(self, domains: Iterable[Domain]) -> None:
+    def add_domains(self, domains: Iterable[Domain], join_outputs: JoinOutputs = ()) -> None:
+        """Declare ``domains``; those with a ``join`` feed one per-user join whose deltas go
+        to the aggregates of ``join_outputs``."""
+        domains = list(domains)
+        joined = [d.topic for d in domains if d.join is not None]
+        if joined:
+            self.declare_join(joined, join_outputs)
         for domain in domains:
             self.add_domain(domain)
+        if self.join is not None:  # listed after the tables of the sources they join
+            for windowed in self.join.downstream.values():
+                self.tables[windowed.aggregate.table] = self.tables.pop(windowed.aggregate.table)
+
+    def declare_join(self, topics: list[str], outputs: JoinOutputs) -> UserJoin:
+        """The per-user join of ``topics`` (``app/engine/join.py``), its windowed tables and
+        batch agents."""
+        if self.join is not None:
+            raise ValueError("the join is declared once, with every topic it joins")
+        app, settings = self.app, self.settings
+        downstream: dict[str, WindowedTable] = {}
+        for kind, (aggregate, grace) in outputs.items():
+            windowed = self._add_table(
+                aggregate, source_topic=repartition_topic_name(settings.app_id),
+                time_field="ts", counts_late_events=False, grace_ms=grace(settings),
+            )  # fmt: skip
+            downstream[kind] = windowed
+        self.join = UserJoin(app, settings, topics, downstream)
+        app.batch_agent(self.join.source)(self.join.on_events)
+        return self.join
+
+    def _add_table(self, aggregate: Aggregate, **options: Any) -> WindowedTable:
+        if aggregate.table in self.tables:
+            raise ValueError(f"table {aggregate.table} is fed twice")
+        windowed, partials_topic = declare_windowed_table(
+            self.app, self.settings, aggregate, self.publisher, **options
+        )
+        self.app.batch_agent(partials_topic)(windowed.on_partials)
+        self.tables[aggregate.table] = windowed
+        self.runtime.tables.append(windowed)
+        return windowed
 
     def add_domain(self, domain: Domain) -> None:
         """Declare ``domain``'s tables and agents on the app."""
         app = self.app
         if domain.topic in self.pipelines:
             raise ValueError(f"{domain.topic} is declared twice")
-        tables = []
+        tables: list[Any] = []
         for index, aggregate in enumerate(domain.aggregates):
-            if aggregate.table in self.tables:
-                raise ValueError(f"table {aggregate.table} is fed by two domains")
             # Every table of a topic sees the same events: the first counts them as late for
             # the topic (streampulse_late_events_total), each for itself by table.
-            windowed, partials_topic = declare_windowed_table(
-                app, self.settings, aggregate, self.publisher,
-                source_topic=domain.topic, time_field=domain.time_field,
+            tables.append(self._add_table(
+                aggregate, source_topic=domain.topic, time_field=domain.time_field,
                 counts_late_events=index == 0,
-            )  # fmt: skip
-            app.batch_agent(partials_topic)(windowed.on_partials)
-            self.tables[aggregate.table] = windowed
-            self.runtime.tables.append(windowed)
-            tables.append(windowed)
+            ))  # fmt: skip
+        if domain.join is not None:
+            if self.join is None:
+                raise ValueError(f"{domain.topic} feeds the join: declare it (add_domains)")
+            feed = self.join.feed(domain.topic, domain.join)
+            tables.append(feed)
+            self.runtime.tables.append(feed)
         pipeline = SourcePipeline(
             self.runtime, domain.topic, domain.validate, tables, domain.time_field
         )

@@ -59,13 +59,13 @@ class QueryError(ValueError):
 
 
 def metric_fields(aggregate: Aggregate) -> tuple[str, ...]:
-    """The record's metric fields, in record order (those ``aggregate.extract`` returns)."""
-    return tuple(aggregate.extract(aggregate.create()))
+    """The record's metric fields, in record order (those ``aggregate.view`` returns)."""
+    return tuple(aggregate.view(aggregate.create()))
 
 
 def sortable_fields(aggregate: Aggregate) -> tuple[str, ...]:
     """Metric fields that hold a number (or null): maps and lists cannot order rows."""
-    sample = aggregate.extract(aggregate.create())
+    sample = aggregate.view(aggregate.create())
     return tuple(name for name, value in sample.items() if value is None or _is_number(value))
 
 
@@ -138,7 +138,7 @@ def window_row(
     row["window_start"] = window_start
     row["window_end"] = window_start + window_ms
     row["closed"] = closed
-    row.update(aggregate.extract(acc))
+    row.update(aggregate.view(acc))
     return row
 
 

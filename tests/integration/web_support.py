@@ -36,7 +36,11 @@ BASE_MS = 1_754_922_600_000  # 2025-08-11T14:30:00Z, aligned to the window
 BUFFERING = "agg.telemetry.buffering"
 TELEMETRY_TABLES = (BUFFERING, "agg.telemetry.completion", "agg.telemetry.errors")
 #: every table the worker declares, in the order of its domains (agents/__init__.py)
-ALL_TABLES = (*TELEMETRY_TABLES, "agg.downloads.errors", "agg.orders.summary")
+ALL_TABLES = (
+    *TELEMETRY_TABLES, "agg.downloads.errors", "agg.orders.summary",
+    "agg.model.metrics.reported", "agg.model.metrics.requests", "agg.model.metrics.latency",
+    "agg.model.metrics.errors", "ab.conversions", "agg.model.metrics.ctr",
+)  # fmt: skip
 WORKER_ENV = {"WINDOW_SECONDS": "10", "GRACE_SECONDS": "2", "IDLE_ADVANCE_SECONDS": "2"}
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from faust.types import TP
 
-from agents import DOMAINS
+from agents import DOMAINS, JOIN_OUTPUTS
 from app.catalog import DERIVED_TOPICS, SOURCE_TOPICS
 from app.engine.batching import SourceBatch
 from app.engine.codec import Decoded, DecodeFailure
@@ -24,30 +24,44 @@ def test_every_domain_is_wired_into_tables_and_batch_agents() -> None:
     from app.main import app, engine, windowed_tables
 
     expected = {a.table: d for d in DOMAINS for a in d.aggregates}
-    assert set(windowed_tables) == set(expected) == {
+    joined = {aggregate.table for aggregate, _ in JOIN_OUTPUTS.values()}
+    assert set(windowed_tables) == set(expected) | joined == {
         "agg.telemetry.buffering", "agg.telemetry.completion", "agg.telemetry.errors",
         "agg.downloads.errors", "agg.orders.summary",
         "agg.model.metrics.reported", "agg.model.metrics.requests",
-        "agg.model.metrics.latency", "agg.model.metrics.errors",
+        "agg.model.metrics.latency", "agg.model.metrics.errors", "agg.model.metrics.ctr",
+        "ab.conversions",
     }  # fmt: skip
     for name, table in windowed_tables.items():
+        assert table.partials_topic in app.batch_handlers
+        if name in joined:  # fed by the join: its sources are the repartition topic's
+            assert table.source_topic == engine.join.topic and table.time_field == "ts"
+            continue
         domain = expected[name]
         assert table.source_topic == domain.topic
         assert table.time_field == SOURCE_TOPICS[domain.topic].time_field
-        assert table.partials_topic in app.batch_handlers
-    assert set(engine.pipelines) == {
-        "acme-telemetry", "content-downloads", "orders.raw",
-        "model-metrics", "recommendation-requests", "recommendation-responses",
-    }  # fmt: skip
-    # Several tables may publish to one derived topic: the model-metrics sources do.
-    assert {t.aggregate.topic for t in windowed_tables.values()} == set(DERIVED_TOPICS) - {
-        "ab.conversions"
-    }
+    # Every source topic is consumed, every derived topic published.
+    assert set(engine.pipelines) == set(SOURCE_TOPICS)
+    assert {t.aggregate.topic for t in windowed_tables.values()} == set(DERIVED_TOPICS)
     for topic, pipeline in engine.pipelines.items():
         assert app.batch_handlers[topic] == pipeline.handle
-        assert [t.aggregate.table for t in pipeline.tables] == [
-            a.table for d in DOMAINS if d.topic == topic for a in d.aggregates
-        ]
+        domain = next(d for d in DOMAINS if d.topic == topic)
+        assert [getattr(t, "aggregate", t).table if hasattr(t, "aggregate") else "join"
+                for t in pipeline.tables] == [
+            *(a.table for a in domain.aggregates), *(["join"] if domain.join else [])
+        ]  # fmt: skip
+    assert {d.topic for d in DOMAINS if d.join} == {
+        "orders.raw",
+        "recommendation-responses",
+        "user-interactions",
+        "ab-test-events",
+    }
+    assert app.batch_handlers[engine.join.topic] == engine.join.on_events
+    # The CTR metric's windows wait for the clicks of their responses.
+    grace = windowed_tables["agg.model.metrics.ctr"].grace_ms
+    assert grace == engine.settings.grace_ms + engine.settings.ctr_attribution_ms + (
+        engine.settings.window_ms
+    )
     assert SOURCE_TOPICS["content-downloads"].time_field == "timestamp"
     assert SOURCE_TOPICS["acme-telemetry"].time_field == "event_timestamp"
 

@@ -1,0 +1,325 @@
+"""The per-user join across topics and workers: repartition by user, a table keyed by user,
+deltas into windowed aggregates (README "Joins").
+
+Three stages:
+
+1. Source side (:class:`JoinFeed`, one per joined source topic): a fetch's valid events become
+   join events (``models/users.py``; ``None`` for the events the join does not need), each
+   with its user id and its source offset, sent on the internal repartition topic
+   ``<app id>-users-repartition`` as one message per user partition (Kafka's murmur2 of the
+   JSON user id, as the table routes keys), like the partials: in batches, not per event.
+   Every user partition gets one per fetch, with how far each source partition has got, so
+   the join's watermarks move. Orders are keyed by ``order_id``, the LENS topics by user: the
+   repartition puts every user's events of every topic in one partition whatever the source
+   partitioning was (no producer's partitioner is trusted to co-partition).
+2. The join (:class:`UserJoin`, the repartition topic's batch agent): the owner of a user
+   partition applies its events in offset order to the ``users`` table (keyed by user: A/B
+   assignments, conversions, recent responses and clicks; the only per-user state, which GDPR
+   erasure removes). Each user's value keeps, per source partition, the last source offset
+   it absorbed (``"o"``), written with the state in one table write, so a source replayed
+   after a crash is recognised and skipped. Each applied event gives deltas.
+3. The deltas go to windowed tables (``ab.conversions``, ``agg.model.metrics.ctr``) with the
+   shared machinery (``app/engine/windowing.py``), exactly as a source's events would: their
+   "source partitions" are the repartition topic's partitions, their offsets the repartition
+   records', their event times each user partition's join watermark (the lowest over the
+   joined source partitions, as the tables compute theirs). The tables' marks recognise a
+   replayed repartition record.
+
+Why this order is crash-safe: the deltas are handed to the broker (and the in-place merges'
+changelog records flushed) before the user states that absorbed them are written. A crash
+before the states are written replays the same repartition records against the same states:
+the join is deterministic, so the deltas are the same, and the tables skip what they had. A
+crash after it skips the events in the join (its marks) and the tables have the deltas. The
+join does not decide lateness (that would depend on wall-clock time and differ in a replay);
+the tables downstream do, with their own watermarks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import faust
+
+from app.engine import metrics
+from app.engine.batching import SourceBatch, table_context, wait_for_changelog_room
+from app.engine.pipeline import ReplayZones
+from app.engine.tables import ROCKSDB_OPTIONS
+from app.engine.windowing import (
+    PARTIAL_KEYS_PER_MESSAGE,
+    PartitionClock,
+    Ranges,
+    WindowedTable,
+    key_partition,
+    serialized_key,
+)
+from app.settings import Settings
+from models.users import JoinParams, apply, empty_state
+
+__all__ = ["USERS_TABLE", "Extractor", "JoinFeed", "UserJoin", "repartition_topic_name"]
+
+log = logging.getLogger(__name__)
+
+USERS_TABLE = "users"
+#: a joined topic's events as join events: (user id, join event), or None when not needed
+Extractor = Callable[[dict[str, Any]], tuple[str, list[Any]] | None]
+
+
+def repartition_topic_name(app_id: str) -> str:
+    return f"{app_id}-users-repartition"
+
+
+class JoinFeed:
+    """Source side of the join for one source topic (stage 1 of the module docstring): the
+    pipeline ships its valid events here as it does to its windowed tables."""
+
+    def __init__(self, join: UserJoin, topic: str, extract: Extractor) -> None:
+        self.join = join
+        self.topic = topic
+        self.extract = extract
+
+    def source_id(self, partition: int | str) -> str:
+        """How the join names a source partition (marks, watermarks): ``topic:partition``."""
+        return f"{self.topic}:{partition}"
+
+    async def ship(
+        self,
+        events: Sequence[dict[str, Any]],
+        source_times: dict[int, int],
+        produced_ms: tuple[int, int] = (0, 0),
+        ranges: Ranges | None = None,
+        positions: Callable[[], Sequence[tuple[str, int]]] | None = None,
+        replay: bool = False,
+        generation: int | None = None,
+    ) -> list[Any]:
+        """Send the join events of one fetch to the user partitions; returns the delivery
+        futures. ``positions()`` (each event's source partition and offset) lets the join
+        skip replays; without it (tools) nothing is checked."""
+        join = self.join
+        where = positions() if positions is not None else None
+        by_partition: dict[int, list[list[Any]]] = defaultdict(list)
+        extract, partitions = self.extract, join.partitions
+        for index, event in enumerate(events):
+            found = extract(event)
+            if found is None:
+                continue
+            user, join_event = found
+            source, offset = where[index] if where is not None else (None, None)
+            by_partition[key_partition(serialized_key(user), partitions)].append(
+                [user, self.source_id(source) if source is not None else self.topic, offset,
+                 join_event]
+            )  # fmt: skip
+        times = {self.source_id(p): t for p, t in source_times.items()}
+        send = join.app.producer.send
+        futures = []
+        for partition in range(partitions):
+            entries = by_partition.get(partition, [])
+            chunks = [
+                entries[i : i + PARTIAL_KEYS_PER_MESSAGE]
+                for i in range(0, len(entries), PARTIAL_KEYS_PER_MESSAGE)
+            ] or [[]]
+            for index, chunk in enumerate(chunks):
+                payload: dict[str, Any] = {"v": chunk}
+                if produced_ms[0]:
+                    payload["p"], payload["q"] = produced_ms
+                if index == len(chunks) - 1:
+                    payload["t"] = times
+                value = json.dumps(payload).encode()
+                futures.append(await send(join.topic, None, value, partition, None, None))
+        return futures
+
+    async def hold(self, source_partitions: set[int] | None) -> None:
+        """While the source side waits on the registry: keep these source partitions (None:
+        every active one) active in every user partition's join watermark."""
+        held: Any = "*" if source_partitions is None else [
+            self.source_id(p) for p in sorted(source_partitions)
+        ]  # fmt: skip
+        value = json.dumps({"h": held}).encode()
+        send = self.join.app.producer.send
+        for partition in range(self.join.partitions):
+            await send(self.join.topic, None, value, partition, None, None)
+
+
+class UserJoin:
+    """The ``users`` table and the repartition topic's batch agent (stages 2 and 3 of the
+    module docstring). ``downstream`` maps a delta kind (``"ab"``, ``"ctr"``) to the windowed
+    table its deltas feed."""
+
+    def __init__(
+        self,
+        app: Any,
+        settings: Settings,
+        joined_topics: Sequence[str],
+        downstream: Mapping[str, WindowedTable],
+    ) -> None:
+        self.app = app
+        self.partitions = settings.topic_partitions
+        self.idle_advance_seconds = settings.idle_advance_seconds
+        # Kept behind a user's newest event: enough for every window still open downstream
+        # (two windows and graces) and, for responses, the attribution time on top.
+        self.params = JoinParams(
+            attribution_ms=settings.ctr_attribution_ms,
+            horizon_ms=2 * (settings.window_ms + settings.grace_ms),
+        )
+        self.downstream = dict(downstream)
+        self.table = app.Table(
+            USERS_TABLE,
+            default=None,
+            schema=faust.Schema(
+                key_type=str, value_type=None, key_serializer="json", value_serializer="json"
+            ),
+            partitions=self.partitions,
+            help="Per-user join state (A/B assignments and conversions, recent recommendation"
+            " responses and clicks): restricted, never served by the web views.",
+            options=ROCKSDB_OPTIONS,
+        )
+        #: the repartition topic (its batch agent is :meth:`on_events`)
+        self.source = app.topic(
+            repartition_topic_name(settings.app_id),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=self.partitions,
+            internal=True,
+        )
+        self.topic = self.source.get_topic_name()
+        #: source id (``topic:partition``) -> its index in the join's watermark clocks
+        self._source_index = {
+            f"{topic}:{p}": i
+            for i, (topic, p) in enumerate(
+                (t, p) for t in sorted(joined_topics) for p in range(self.partitions)
+            )
+        }
+        self._clocks: dict[int, PartitionClock] = {}
+        self._zones = ReplayZones(app)
+        self._lock = asyncio.Lock()
+        self._replayed = metrics.REPLAYED_EVENTS.labels(table=USERS_TABLE)
+
+    def feed(self, topic: str, extract: Extractor) -> JoinFeed:
+        return JoinFeed(self, topic, extract)
+
+    def clock(self, partition: int, now: float) -> PartitionClock:
+        clock = self._clocks.get(partition)
+        if clock is None:
+            clock = PartitionClock(len(self._source_index), self.idle_advance_seconds, now)
+            self._clocks[partition] = clock
+        return clock
+
+    def partition_of(self, user: str) -> int:
+        return key_partition(serialized_key(user), self.partitions)
+
+    async def on_events(self, batches: Sequence[SourceBatch]) -> None:
+        """The repartition topic's batch agent: apply, ship the deltas, then write the states."""
+        async with self._lock:
+            generation = self.app.consumer_generation_id
+            for batch in batches:
+                await self._handle(batch, generation)
+
+    async def _handle(self, batch: SourceBatch, generation: int | None) -> None:
+        partition = batch.partition
+        now = time.monotonic()
+        clock = self.clock(partition, now)
+        states: dict[str, dict[str, Any]] = {}
+        deltas: dict[str, list[dict[str, Any]]] = {kind: [] for kind in self.downstream}
+        offsets: dict[str, list[tuple[str, int]]] = {kind: [] for kind in self.downstream}
+        source = str(partition)
+        applied: Counter[str] = Counter()
+        replayed: Counter[str] = Counter()
+        reassignments = 0
+        produced: list[tuple[int, int]] = []
+        table, params = self.table, self.params
+        floor = clock.watermark(now)  # what is kept: models/users.py
+        with table_context(self.app, self.topic, partition):
+            for record in batch.records:
+                payload = json.loads(record.value)
+                for user, source_id, offset, event in payload.get("v", ()):
+                    state = states.get(user)
+                    if state is None:
+                        state = table.get(user) or {**empty_state(), "o": {}}
+                        states[user] = state
+                    topic = source_id.rsplit(":", 1)[0]
+                    if offset is not None:
+                        marks = state["o"]
+                        if offset <= marks.get(source_id, -1):
+                            replayed[topic] += 1
+                            continue
+                        marks[source_id] = offset
+                    result = apply(state, event, params, floor)
+                    applied[topic] += 1
+                    reassignments += result.reassignment
+                    for kind, delta in result.deltas:
+                        deltas[kind].append(delta)
+                        offsets[kind].append((source, record.offset))
+                self._observe(clock, payload, now)
+                if payload.get("p"):
+                    produced.append((payload["p"], payload["q"]))
+        watermark = clock.watermark(now)
+        ranges: Ranges = {source: (batch.records[0].offset, batch.records[-1].offset)}
+        replay = self._zones.covers(batch)
+        produced_ms = (
+            (min(p for p, _ in produced), max(q for _, q in produced)) if produced else (0, 0)
+        )
+        futures: list[Any] = []
+        for kind, windowed in self.downstream.items():
+            futures.extend(await windowed.ship(
+                deltas[kind], {partition: watermark}, produced_ms, ranges,
+                lambda kind=kind: offsets[kind], replay, generation,
+            ))  # fmt: skip
+        await asyncio.gather(*futures)
+        # The deltas (and the in-place merges' changelog records) are with the broker before
+        # the states that absorbed them are written: the module docstring's crash argument.
+        await self.app.producer.flush()
+        with table_context(self.app, self.topic, partition):
+            for user, state in states.items():
+                table[user] = state
+        await wait_for_changelog_room(self.app)
+        for topic, count in applied.items():
+            metrics.JOIN_EVENTS.labels(topic=topic, replayed="false").inc(count)
+        for topic, count in replayed.items():
+            metrics.JOIN_EVENTS.labels(topic=topic, replayed="true").inc(count)
+            self._replayed.inc(count)
+        if reassignments:
+            metrics.AB_REASSIGNMENTS.inc(reassignments)
+
+    def _observe(self, clock: PartitionClock, payload: dict[str, Any], now: float) -> None:
+        """A repartition message's source positions and registry holds, into the clock."""
+        index = self._source_index
+        for source_id, event_ms in payload.get("t", {}).items():
+            if (i := index.get(source_id)) is not None:
+                clock.observe(i, event_ms, now)
+        hold = payload.get("h")
+        if hold == "*":
+            clock.touch_active(now)
+        elif hold:
+            for source_id in hold:
+                if (i := index.get(source_id)) is not None:
+                    clock.touch(i, now)
+
+    async def erase(self, user: str) -> dict[str, Any] | None:
+        """GDPR erasure: remove ``user``'s state from the ``users`` table (a changelog
+        tombstone, so it stays removed after a restart); what was removed, or None when the
+        user had no state here. Call on the worker owning the user's partition."""
+        partition = self.partition_of(user)
+        async with self._lock:
+            with table_context(self.app, self.topic, partition):
+                state = self.table.get(user)
+                if state is None:
+                    metrics.ERASURES.labels(outcome="not_found").inc()
+                    return None
+                del self.table[user]
+            await self.app.producer.flush()  # the tombstone is with the broker when we answer
+        metrics.ERASURES.labels(outcome="erased").inc()
+        return {
+            "table": USERS_TABLE,
+            "partition": partition,
+            "assignments": len(state.get("a", {})),
+            "conversions": len(state.get("g", ())) + sum(map(len, state.get("x", {}).values())),
+            "responses": len(state.get("r", ())),
+            "clicks": len(state.get("c", ())),
+        }
