@@ -69,4 +69,5 @@ async def close_idle_windows() -> None:
     await engine.close_idle_windows()
 
 
+from app.web import erasure as _erasure  # noqa: E402,F401 - registers the erasure route
 from app.web import routes as _routes  # noqa: E402,F401 - registers the web views

@@ -64,6 +64,8 @@ __all__ = [
     "TableList",
     "TableRows",
     "Ui",
+    "forward",
+    "owner_of",
     "update_table_keys",
 ]
 
@@ -193,11 +195,8 @@ class TableKey(_TableView):
     async def get(self, request: Request, name: str, key: str) -> Response:
         windowed = self.windowed_or_404(name)
         if not request.headers.get(ROUTED_HEADER):
-            try:
-                owner = app.router.key_store(name, key)
-            except KeyError:
-                raise ServiceUnavailable("partition assignment not known yet") from None
-            if _url_ident(owner) != _url_ident(app.conf.canonical_url):
+            owner = owner_of(name, key)
+            if owner is not None:
                 return await self.forward(request, owner)
         detail = key_detail(windowed.aggregate, key, windowed.table.get(key), windowed.window_ms)
         if detail is None:
@@ -206,19 +205,38 @@ class TableKey(_TableView):
         return self.json(detail)
 
     async def forward(self, request: Any, owner: URL) -> Response:
-        """Ask the owning worker (once) and hand its answer back as it is."""
-        target = URL(str(owner).rstrip("/") + request.rel_url.raw_path_qs, encoded=True)
-        try:
-            async with app.http_client.get(
-                target,
-                headers={ROUTED_HEADER: _canonical_url(), "Accept": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=ROUTE_TIMEOUT_SECONDS),
-            ) as response:
-                body = await response.read()
-                return self.bytes(body, content_type=response.content_type, status=response.status)
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            log.warning("routing %s to %s failed: %r", request.rel_url, owner, exc)
-            return self.error(503, "owner of the key's partition unreachable", owner=str(owner))
+        return await forward(self, request, owner)
+
+
+async def forward(
+    view: View, request: Any, owner: URL, body: bytes | None = None, **headers: str
+) -> Response:
+    """Ask the owning worker (once) and hand its answer back as it is: the same method and
+    path, ``body`` and ``headers`` added."""
+    target = URL(str(owner).rstrip("/") + request.rel_url.raw_path_qs, encoded=True)
+    try:
+        async with app.http_client.request(
+            request.method,
+            target,
+            data=body,
+            headers={ROUTED_HEADER: _canonical_url(), "Accept": "application/json", **headers},
+            timeout=aiohttp.ClientTimeout(total=ROUTE_TIMEOUT_SECONDS),
+        ) as response:
+            answer = await response.read()
+            return view.bytes(answer, content_type=response.content_type, status=response.status)
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        log.warning("routing %s to %s failed: %r", request.rel_url, owner, exc)
+        return view.error(503, "owner of the key's partition unreachable", owner=str(owner))
+
+
+def owner_of(table: str, key: str) -> URL | None:
+    """The worker owning ``key``'s partition of ``table``; None when it is this one (raises
+    503 while the assignment is not known)."""
+    try:
+        owner = app.router.key_store(table, key)
+    except KeyError:
+        raise ServiceUnavailable("partition assignment not known yet") from None
+    return None if _url_ident(owner) == _url_ident(app.conf.canonical_url) else owner
 
 
 @app.page(r"/tables/{path:[\s\S]*}")

@@ -110,7 +110,28 @@ def test_a_pii_shaped_value_in_any_field_is_caught(value: str, kind: str) -> Non
     assert pii_in(clean, value) == f"the record key looks like a {kind}"
 
 
-@pytest.mark.parametrize("value", ["5.12.0", "TITLE_0a1b2c3d", "Android 14", "2025-08-11",
-                                   "Deutsche Telekom", "4K", "NETWORK_TIMEOUT", "eu-west-1"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "5.12.0",
+        "TITLE_0a1b2c3d",
+        "Android 14",
+        "2025-08-11",
+        "Deutsche Telekom",
+        "4K",
+        "NETWORK_TIMEOUT",
+        "eu-west-1",
+    ],
+)
 def test_ordinary_labels_are_not_mistaken_for_pii(value: str) -> None:
     assert pii_in({"label": value}, value) is None
+
+
+def test_the_erasure_token_is_checked_whole_and_only_as_a_bearer_token() -> None:
+    from app.web.erasure import authorized
+
+    assert authorized("Bearer s3cret", "s3cret")
+    assert authorized("bearer  s3cret ", "s3cret")
+    for header in (None, "", "s3cret", "Basic s3cret", "Bearer s3cre", "Bearer s3cret2",
+                   "Bearer"):  # fmt: skip
+        assert not authorized(header, "s3cret"), header
