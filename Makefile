@@ -33,9 +33,11 @@ stack: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-## The benchmark, everything (about 20 minutes): comparison, latency, scale (bench/README.md).
+## The benchmark, everything (about 25 minutes): telemetry comparison, latency, scale, then the
+## full eight-topic mix against its floor with latency and a profile (bench/README.md).
 bench: $(STAMP)
 	$(BIN)/python -m bench.telemetry --latency --scale
+	$(BIN)/python -m bench.mix --pairs 3 --profile
 
 schemas-register: $(STAMP)
 	$(BIN)/python -m app.schemas register

@@ -400,4 +400,3 @@ def scale_events(
             "state": profile.state, "city": profile.city, "isp": profile.isp,
             "connection_type": profile.connection_type,
         }  # fmt: skip
-

@@ -266,7 +266,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.endurance", description=__doc__)
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument(
-        "--rate", type=float, default=300.0,
+        "--rate",
+        type=float,
+        default=300.0,
         help="simulator messages/s over all eight topics (the worker consumes three of them)",
     )
     parser.add_argument("--sample-seconds", type=float, default=30.0)

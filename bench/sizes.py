@@ -54,9 +54,7 @@ class Sizes:
         return self.avro / self.json_indented
 
 
-def measure_factory(
-    factory: EventFactory, record: str, samples: int, rng: random.Random
-) -> Sizes:
+def measure_factory(factory: EventFactory, record: str, samples: int, rng: random.Random) -> Sizes:
     """Average sizes of ``samples`` records made by ``factory``."""
     schema = parse_raw(load_schema(factory.schema_file))
     avro = compact = indented = 0

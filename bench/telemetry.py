@@ -560,10 +560,16 @@ def latency_phase(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "target_method": target_method,
         "targets": [
             # An event that never reached a table fails both (it would be the slowest).
-            {"target": "p50 < 100 ms", "value": p50,
-             "met": p50 < 100 and not summary["unreached"] if p50 is not None else None},
-            {"target": "p99 < 250 ms", "value": p99,
-             "met": p99 < 250 and not summary["unreached"] if p99 is not None else None},
+            {
+                "target": "p50 < 100 ms",
+                "value": p50,
+                "met": p50 < 100 and not summary["unreached"] if p50 is not None else None,
+            },
+            {
+                "target": "p99 < 250 ms",
+                "value": p99,
+                "met": p99 < 250 and not summary["unreached"] if p99 is not None else None,
+            },
         ],
     }
 

@@ -8,6 +8,7 @@ domain therefore adds a declaration (``agents/``), never agent code.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -22,6 +23,8 @@ from app.settings import Settings
 from models.combine import Aggregate
 
 __all__ = ["Engine", "JoinOutputs"]
+
+log = logging.getLogger(__name__)
 
 #: delta kind -> (the aggregate the join's deltas of that kind feed, its grace in ms)
 JoinOutputs = Mapping[str, tuple[Aggregate, Callable[[Settings], int]]]
@@ -47,7 +50,12 @@ class Engine:
         to the aggregates of ``join_outputs``."""
         domains = list(domains)
         joined = [d.topic for d in domains if d.join is not None]
-        if joined:
+        consumed = set(self.settings.source_topics or joined)
+        if joined and not set(joined) <= consumed:
+            # A worker reading only some of the joined topics (a replay of one topic) would
+            # publish join results from part of their inputs: it runs no join.
+            log.info("no join: SOURCE_TOPICS lacks %s", sorted(set(joined) - consumed))
+        elif joined:
             self.declare_join(joined, join_outputs)
         for domain in domains:
             self.add_domain(domain)
@@ -96,9 +104,7 @@ class Engine:
                 aggregate, source_topic=domain.topic, time_field=domain.time_field,
                 counts_late_events=index == 0,
             ))  # fmt: skip
-        if domain.join is not None:
-            if self.join is None:
-                raise ValueError(f"{domain.topic} feeds the join: declare it (add_domains)")
+        if domain.join is not None and self.join is not None:
             feed = self.join.feed(domain.topic, domain.join)
             tables.append(feed)
             self.runtime.tables.append(feed)

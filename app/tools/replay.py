@@ -251,7 +251,8 @@ def _replayed_tables(topic: str) -> list[str]:
     if pipeline is None:
         sources = sorted(engine.pipelines)
         raise ReplayError(f"no agent consumes {topic!r}; topics with agents: {sources}")
-    return [table.aggregate.table for table in pipeline.tables]
+    # Only the topic's own windowed tables: a one-topic replay runs no join (wiring.py).
+    return [table.aggregate.table for table in pipeline.tables if hasattr(table, "aggregate")]
 
 
 # -- the replay ---------------------------------------------------------------------------------

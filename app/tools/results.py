@@ -143,7 +143,11 @@ _SORT_BY = {
     "agg.telemetry.errors": "error_rate",
     "agg.downloads.errors": "error_rate",
     "agg.orders.summary": "orders_created",
+    "agg.model.metrics": "count",
+    "ab.conversions": "assigned_users",
 }
+#: rows shown of each topic's latest window (ab.conversions: every variant of two experiments)
+_ROWS_SHOWN = {"ab.conversions": 6, "agg.model.metrics": 8}
 
 
 def accounting(report: Mapping[str, Any], samples: Samples, consumed: Sequence[str]) -> str:
@@ -198,7 +202,7 @@ def summarize(derived: dict[str, list[dict[str, Any]]], dead: list[DeadLetter]) 
         metric = _SORT_BY.get(topic)
         if metric:
             latest.sort(key=lambda r: (r.get(metric) is None, -(r.get(metric) or 0)))
-        for record in latest[:5]:
+        for record in latest[: _ROWS_SHOWN.get(topic, 5)]:
             key = " / ".join(str(record[k]) for k in key_fields)
             metrics = {
                 k: (round(v, 3) if isinstance(v, float) else v)

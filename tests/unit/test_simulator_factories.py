@@ -351,7 +351,7 @@ def test_ab_assignments_precede_outcomes_and_join_other_topics() -> None:
         if buyer is not None:
             cross_topic += sum((e, buyer) in assigned_at for e in EXPERIMENTS)
     assert all(len(v) == 1 for v in variants.values())
-    assert {variant for (_, variant) in assigned} == {"control", "treatment"}
+    assert {variant for (_, variant) in assigned} == {"control", "treatment", "treatment_b"}
     assert {experiment for (experiment, _) in assigned} == set(EXPERIMENTS)
     assert cross_topic > 0
     # Treatment converts slightly more, pooled over both experiments.
@@ -361,6 +361,26 @@ def test_ab_assignments_precede_outcomes_and_join_other_topics() -> None:
         for variant in ("control", "treatment")
     }
     assert 0.0 < rates["control"] < rates["treatment"] < 2 * rates["control"]
+
+
+def test_each_variant_has_its_stated_true_conversion_rate() -> None:
+    """The share of shoppers (who all convert over a long run) among a variant's users is
+    :func:`true_conversion_rate`, within a 4-sigma binomial band; treatments beat control."""
+    from scipy.stats import binom
+
+    from app.tools.simulator.population import VARIANTS, true_conversion_rate
+
+    population = Population(SEED, size=40_000)
+    for experiment, variants in VARIANTS.items():
+        for variant in variants:
+            users = [u for u in population.users if population.variant(experiment, u.user_id)
+                     == variant]  # fmt: skip
+            shoppers = sum(u.shopper for u in users)
+            rate = true_conversion_rate(experiment, variant)
+            low, high = binom.interval(0.99994, len(users), rate)
+            assert low <= shoppers <= high, (experiment, variant, shoppers / len(users), rate)
+        rates = [true_conversion_rate(experiment, v) for v in variants]
+        assert rates[0] == min(rates) and len(set(rates)) == len(rates)
 
 
 def test_population_is_shared_across_topics() -> None:

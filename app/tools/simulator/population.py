@@ -19,12 +19,14 @@ __all__ = [
     "CURRENCY_RATES",
     "EXPERIMENTS",
     "REGIONS",
+    "VARIANTS",
     "EventFactory",
     "Population",
     "Region",
     "User",
     "changed",
     "rng_uuid",
+    "true_conversion_rate",
 ]
 
 
@@ -89,13 +91,32 @@ _DEVICES: tuple[tuple[str, tuple[str, ...], float], ...] = (
 )
 _MOBILE_PREFIXES = ("iPhone", "Pixel", "Galaxy S")
 
-# Two experiments, each splitting users between control and treatment.
+# Two experiments: the home carousel with two treatments, the ranker with one (its variants
+# are served by different models, lens.py). Users are split evenly by a stable hash.
 EXPERIMENTS: tuple[str, ...] = ("exp_home_carousel", "exp_ranker_v2")
-_VARIANTS: tuple[str, ...] = ("control", "treatment")
+VARIANTS: dict[str, tuple[str, ...]] = {
+    "exp_home_carousel": ("control", "treatment", "treatment_b"),
+    "exp_ranker_v2": ("control", "treatment"),
+}
 
-# Share of users who ever buy, and its multiplier for treatment users of each experiment.
+# Share of users who ever buy (orders, purchases, A/B conversions), and its multiplier per
+# experiment and variant. Over a long run every shopper converts, so a variant's true
+# conversion rate is the share of shoppers among its users (:func:`true_conversion_rate`).
 _SHOPPER_BASE = 0.25
-_SHOPPER_LIFT: tuple[float, ...] = (1.15, 1.10)
+_SHOPPER_LIFT: dict[str, dict[str, float]] = {
+    "exp_home_carousel": {"control": 1.0, "treatment": 1.4, "treatment_b": 1.2},
+    "exp_ranker_v2": {"control": 1.0, "treatment": 1.25},
+}
+
+
+def true_conversion_rate(experiment: str, variant: str) -> float:
+    """The share of a variant's users who are shoppers: the conversion rate a long run
+    approaches (the other experiment's variants averaged over its even split)."""
+    rate = _SHOPPER_BASE * _SHOPPER_LIFT[experiment][variant]
+    for other, lifts in _SHOPPER_LIFT.items():
+        if other != experiment:
+            rate *= sum(lifts.values()) / len(lifts)
+    return rate
 
 
 def _cumulative(users: list[User]) -> list[float]:
@@ -172,9 +193,8 @@ class Population:
             else:
                 connection = "wifi"
             shopper_chance = _SHOPPER_BASE
-            for experiment, lift in zip(EXPERIMENTS, _SHOPPER_LIFT, strict=True):
-                if self.variant(experiment, user_id) == "treatment":
-                    shopper_chance *= lift
+            for experiment, lifts in _SHOPPER_LIFT.items():
+                shopper_chance *= lifts[self.variant(experiment, user_id)]
             users.append(
                 User(
                     user_id=user_id,
@@ -212,6 +232,7 @@ class Population:
         return self._by_id[user_id]
 
     def variant(self, experiment_id: str, user_id: str) -> str:
-        """The user's variant in an experiment: a stable 50/50 hash split, like real assigners."""
+        """The user's variant in an experiment: a stable even hash split, like real assigners."""
         digest = hashlib.sha256(f"{self.seed}:{experiment_id}:{user_id}".encode()).digest()
-        return _VARIANTS[digest[0] % len(_VARIANTS)]
+        variants = VARIANTS[experiment_id]
+        return variants[int.from_bytes(digest[:4], "big") % len(variants)]
