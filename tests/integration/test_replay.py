@@ -170,10 +170,11 @@ def test_replay_rebuilds_aggregates_from_two_schema_versions(stack) -> None:
 
 
 def test_replay_of_a_topic_without_agent_fails_clearly() -> None:
+    # Every source topic has an agent now; a derived topic has none.
     result = subprocess.run(
-        [sys.executable, "-m", "app.tools.replay", "--topic", "model-metrics"],
+        [sys.executable, "-m", "app.tools.replay", "--topic", "agg.orders.summary"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 1
-    assert "no agent consumes 'model-metrics'" in result.stderr
+    assert "no agent consumes 'agg.orders.summary'" in result.stderr
     assert "acme-telemetry" in result.stderr
