@@ -172,7 +172,9 @@ def run_floor(stack: EmbeddedStack, work: Path, target: dict[str, Any],
            "BENCH_REGISTRY_URL": stack.registry_url, "BENCH_OUTPUT_TOPIC": "bench-mix-floor-out",
            "BENCH_GROUP": f"bench-mix-floor-{uuid.uuid4().hex[:8]}",
            "BENCH_STATUS_FILE": str(status), "BENCH_DATA_DIR": str(work),
-           "TOPIC_PARTITIONS": str(stack.partitions)}  # fmt: skip
+           "TOPIC_PARTITIONS": str(stack.partitions),
+           "BENCH_TARGET_EVENTS": str(target["events"]),
+           "BENCH_TARGET_JOIN_EVENTS": str(target["join_events"])}  # fmt: skip
     process = subprocess.Popen(
         [sys.executable, "-m", "bench.mix_floor"], env=env, stdout=open(work / "floor.log", "ab"),  # noqa: SIM115
         stderr=subprocess.STDOUT, start_new_session=True,
@@ -183,10 +185,8 @@ def run_floor(stack: EmbeddedStack, work: Path, target: dict[str, Any],
         while time.monotonic() < deadline:
             sampler.sample()
             data = json.loads(status.read_text()) if status.exists() else {}
-            if data.get("consumed", 0) >= target["events"] and (
-                data.get("joined", 0) >= target["join_events"]
-            ):
-                done = time.time()
+            if "done" in data:
+                done = data["done"]  # the floor's own clock, the moment it got there
                 break
             if process.poll() is not None:
                 raise RuntimeError(f"the floor exited (see {work}/floor.log)")

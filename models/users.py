@@ -31,16 +31,17 @@ assignment. A click is credited to the most recent response (by time, then reque
 same user that listed the item, at most ``attribution_ms`` before the click; a response's hits
 are its items with at least one credited click.
 
-State kept (bounded): assignments forever (one per experiment); conversions, clicks and
-responses for ``horizon_ms`` behind ``floor`` (the join's watermark for the user's partition,
-``app/engine/join.py``), responses ``attribution_ms`` longer, and at most :data:`MAX_KEPT` of
-each. Why the partition's watermark and not the user's newest event: topics are read at
-different speeds (a backlog), so a user's newest A/B event may be minutes ahead of the clicks
-still to come for its responses. An on-time event (within the grace period) never needs what
-was pruned: a click looks back ``attribution_ms``, an assignment or a response forward. A
-later event is applied against what is kept, and only for such events may a replay after a
-crash (which starts with another watermark) differ from the first run; downstream their
-windows are closed by then.
+State kept (bounded, and a function of the user's own events only, so a replay gives the
+same state): assignments for good (one per experiment); conversions for ``horizon_ms`` behind
+the user's newest A/B event (``"t"["A"]``: only an assignment needs them, and an on-time one
+is not older than that), clicks behind the user's newest response (``"t"["R"]``: only a
+response takes a click's credit), responses ``attribution_ms`` longer behind the user's newest
+click (``"t"["C"]``); and at most :data:`MAX_KEPT` of each. Why per kind and not behind the
+user's newest event of any kind: topics are read at different speeds (a backlog), so a user's
+newest A/B event may be minutes ahead of the clicks still to come for its responses. Why not
+behind the partition's watermark: that follows the wall clock when sources idle, and differs
+in a replay. An event older than its horizon is applied against what is kept (whatever it
+would have matched is gone).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class UserJoinResult:
 
 
 def empty_state() -> dict[str, Any]:
-    return {"u": 0, "a": {}, "x": {}, "g": [], "r": [], "c": []}
+    return {"t": {}, "a": {}, "x": {}, "g": [], "r": [], "c": []}
 
 
 def _ab(out: UserJoinResult, experiment: str, variant: str, t: int, **changes: int) -> None:
@@ -201,7 +202,7 @@ def _respond(
     response = [t, request_id, model, version, sorted(set(items)), {}]
     state["r"].append(response)
     state["r"].sort(key=_order)
-    _ctr(out, response, len(items), 0)
+    _ctr(out, response, len(response[4]), 0)  # the distinct items listed
     by_id = {r[1]: r for r in state["r"]}
     listed = set(response[4])
     for click in state["c"]:
@@ -209,6 +210,8 @@ def _respond(
         if item not in listed or not t <= click_t <= t + params.attribution_ms:
             continue
         old = by_id.get(credited) if credited is not None else None
+        if credited is not None and old is None:
+            continue  # its response is no longer kept: the credit (and hit) stay where they are
         if old is not None and _order(old) >= _order(response):
             continue
         if old is not None:
@@ -227,28 +230,32 @@ def _click(
         _credit(response, item, 1, out)
 
 
-def _prune(state: dict[str, Any], params: JoinParams, floor: int) -> None:
+#: per join event kind, the newest-time slot it advances (``"t"``)
+_CLOCK = {"A": "A", "X": "A", "R": "R", "C": "C"}
+
+
+def _prune(state: dict[str, Any], params: JoinParams) -> None:
     """Forget what no on-time event can match any more (see the module docstring)."""
-    horizon = floor - params.horizon_ms
-    state["g"] = [t for t in state["g"] if t >= horizon][-MAX_KEPT:]
+    newest = state["t"]
+    horizon = params.horizon_ms
+    conversions_from = newest.get("A", 0) - horizon
+    state["g"] = [t for t in state["g"] if t >= conversions_from][-MAX_KEPT:]
     for experiment, times in list(state["x"].items()):
-        kept = [t for t in times if t >= horizon][-MAX_KEPT:]
+        kept = [t for t in times if t >= conversions_from][-MAX_KEPT:]
         if kept:
             state["x"][experiment] = kept
         else:
             del state["x"][experiment]
-    clicks = [c for c in state["c"] if c[0] >= horizon]
+    clicks_from = newest.get("R", 0) - horizon
+    clicks = [c for c in state["c"] if c[0] >= clicks_from]
     clicks.sort(key=lambda c: c[0])
     state["c"] = clicks[-MAX_KEPT:]
-    oldest_response = horizon - params.attribution_ms
-    state["r"] = [r for r in state["r"] if r[0] >= oldest_response][-MAX_KEPT:]
+    responses_from = newest.get("C", 0) - horizon - params.attribution_ms
+    state["r"] = [r for r in state["r"] if r[0] >= responses_from][-MAX_KEPT:]
 
 
-def apply(
-    state: dict[str, Any], event: list[Any], params: JoinParams, floor: int = 0
-) -> UserJoinResult:
-    """Apply one join event to ``state`` (in place); return its deltas. ``floor``: the
-    watermark below which, by ``horizon_ms``, nothing is kept (0: keep everything)."""
+def apply(state: dict[str, Any], event: list[Any], params: JoinParams) -> UserJoinResult:
+    """Apply one join event to ``state`` (in place); return its deltas."""
     out = UserJoinResult()
     kind, t = event[0], event[1]
     if kind == "A":
@@ -265,21 +272,21 @@ def apply(
         _click(state, event, params, out)
     else:
         raise ValueError(f"unknown join event kind {kind!r}")
-    if t > state["u"]:
-        state["u"] = t
-    if floor:
-        _prune(state, params, floor)
+    slot = _CLOCK.get(kind)
+    if slot is not None and t > state["t"].get(slot, 0):
+        state["t"][slot] = t
+    _prune(state, params)
     return out
 
 
 def apply_all(
-    state: dict[str, Any], events: Iterable[list[Any]], params: JoinParams, floor: int = 0
+    state: dict[str, Any], events: Iterable[list[Any]], params: JoinParams
 ) -> tuple[list[Delta], int]:
     """Apply ``events`` in order; return all their deltas and how many were reassignments."""
     deltas: list[Delta] = []
     reassignments = 0
     for event in events:
-        result = apply(state, event, params, floor)
+        result = apply(state, event, params)
         deltas.extend(result.deltas)
         reassignments += result.reassignment
     return deltas, reassignments

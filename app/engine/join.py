@@ -160,8 +160,8 @@ class UserJoin:
         self.app = app
         self.partitions = settings.topic_partitions
         self.idle_advance_seconds = settings.idle_advance_seconds
-        # Kept behind a user's newest event: enough for every window still open downstream
-        # (two windows and graces) and, for responses, the attribution time on top.
+        # Kept behind a user's newest event of the kind that needs it (models/users.py): two
+        # windows and graces, for responses the attribution time on top.
         self.params = JoinParams(
             attribution_ms=settings.ctr_attribution_ms,
             horizon_ms=2 * (settings.window_ms + settings.grace_ms),
@@ -234,7 +234,6 @@ class UserJoin:
         reassignments = 0
         produced: list[tuple[int, int]] = []
         table, params = self.table, self.params
-        floor = clock.watermark(now)  # what is kept: models/users.py
         with table_context(self.app, self.topic, partition):
             for record in batch.records:
                 payload = json.loads(record.value)
@@ -250,7 +249,7 @@ class UserJoin:
                             replayed[topic] += 1
                             continue
                         marks[source_id] = offset
-                    result = apply(state, event, params, floor)
+                    result = apply(state, event, params)
                     applied[topic] += 1
                     reassignments += result.reassignment
                     for kind, delta in result.deltas:

@@ -16,7 +16,7 @@ views: the worker owning the user's partition erases; another forwards the reque
 | 404 ``{"erased": false}`` | no state for that user (nothing to remove) |
 | 400 | the body is not ``{"user_id": "<non-blank string>"}`` |
 | 401 / 403 | wrong or missing token / erasure disabled |
-| 503 | partition assignment unknown, or the owner unreachable |
+| 503 | assignment unknown or moving, table recovering, owner unreachable: retry |
 """
 
 from __future__ import annotations
@@ -56,16 +56,26 @@ class Erasure(View):
         join = engine.join
         if join is None:
             return self.error(404, "this worker keeps no per-user state")
-        raw = await request.content.read(MAX_BODY_BYTES + 1)
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            return self.error(400, f"the body is over {MAX_BODY_BYTES} bytes")
+        raw = await request.read()
         user = _user_id(raw)
         if user is None:
             return self.error(400, 'the body must be {"user_id": "<user id>"}')
-        if not request.headers.get(ROUTED_HEADER):
-            owner = owner_of(join.table.name, user)
-            if owner is not None:
-                return await forward(
-                    self, request, owner, raw, Authorization=request.headers["Authorization"]
-                )
+        owner = owner_of(join.table.name, user)
+        if owner is not None:
+            if request.headers.get(ROUTED_HEADER):
+                # Forwarded here, but the partition has moved on: a 404 would claim "no
+                # state" for a user this worker does not hold. Ask again.
+                return self.error(503, "the user's partition is moving; retry")
+            return await forward(
+                self, request, owner, raw, Authorization=request.headers["Authorization"]
+            )
+        app = engine.app
+        if getattr(app, "recovered_generation", None) != app.consumer_generation_id:
+            # Mid-recovery a restored record could undo the erasure, and a missing one
+            # would read as "no state".
+            return self.error(503, "the users table is still recovering; retry")
         removed = await join.erase(user)
         log.info("erasure request carried out: %s", "state removed" if removed else "no state")
         if removed is None:

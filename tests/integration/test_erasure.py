@@ -25,7 +25,7 @@ TOKEN = "s3cret-erasure-token"
 
 def state_counts(data: join_data.JoinData, user: str) -> dict[str, int]:
     """What the users table holds for ``user`` once every event is applied (nothing pruned:
-    the data set spans less than the join's horizon behind its watermark)."""
+    the data set spans less than the join's horizon)."""
     ab = [e for _, e in data.by_topic["ab-test-events"] if e["userId"] == user]
     interactions = [e for _, e in data.by_topic["user-interactions"] if e["userId"] == user]
     orders = [e for _, e in data.by_topic["orders.raw"] if e["payload"]["user_id"] == user]
@@ -66,8 +66,9 @@ def test_erasure_removes_exactly_one_user_and_survives_a_restart(
     stack: Any, start_worker_process: Any, tmp_path: Any
 ) -> None:
     data = join_data.build(seed=9, users=30)
-    # Short span: every event within the join's horizon (nothing pruned before the checks).
-    env = {**WORKER_ENV, "ERASURE_TOKEN": TOKEN}
+    # 60 s windows: the join keeps two windows and graces (140 s) behind a user's newest
+    # events, more than the data set spans, so nothing is pruned before the checks.
+    env = {**WORKER_ENV, "WINDOW_SECONDS": "60", "ERASURE_TOKEN": TOKEN}
     worker = start_worker_process("sp-erasure", DATA_DIR=str(tmp_path / "before"), **env)
     produce(stack, data)
     join_events = sum(
