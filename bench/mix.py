@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -95,17 +97,7 @@ def run_worker(
     env = {**stack.env(), **WORKER_ENV, "APP_ID": f"bench-mix-{uuid.uuid4().hex[:8]}",
            "WEB_PORT": str(port), "DATA_DIR": str(work / "worker"),
            "WORKER_CANONICAL_URL": f"http://127.0.0.1:{port}"}  # fmt: skip
-    if profile is None:
-        process = start_worker(env, port, work / "worker.log")
-    else:
-        faust = Path(sys.executable).with_name("faust")
-        spy = Path(sys.executable).with_name("py-spy")
-        process = subprocess.Popen(
-            [str(spy), "record", "-r", "100", "--format", "raw", "-o", str(profile), "--",
-             str(faust), "-A", "app.main", "worker", "-l", "info", "--web-port", str(port)],
-            env={**os.environ, **env}, stdout=open(work / "worker.log", "ab"),  # noqa: SIM115
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+    process = spawn_worker(env, port, work / "worker.log", profile)
     sampler = ProcSampler(process.pid)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -138,7 +130,46 @@ def run_worker(
         return {"seconds": round(seconds, 2), "events_per_s": round(target["events"] / seconds),
                 "peak_rss_mb": round(sampler.peak_hwm_mb)}  # fmt: skip
     finally:
-        stop_process(process)
+        stop_worker(process, profile)
+
+
+def spawn_worker(
+    env: dict[str, str], port: int, log: Path, profile: Path | None
+) -> subprocess.Popen:
+    """A worker; under ``py-spy record`` (raw samples into ``profile``) when given."""
+    if profile is None:
+        return start_worker(env, port, log)
+    faust = Path(sys.executable).with_name("faust")
+    spy = Path(sys.executable).with_name("py-spy")
+    return subprocess.Popen(
+        [str(spy), "record", "-r", "100", "--format", "raw", "-o", str(profile), "--",
+         str(faust), "-A", "app.main", "worker", "-l", "info", "--web-port", str(port)],
+        env={**os.environ, **env}, stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+
+
+def stop_worker(process: subprocess.Popen, profile: Path | None) -> None:
+    if profile is not None:
+        # SIGTERM the worker only: py-spy writes its samples once its child has exited
+        # (signalled itself, it would exit without writing).
+        for child in _children(process.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=60)
+    stop_process(process)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = Path(f"/proc/{entry.name}/stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry.name))
+    return out
 
 
 def wait_ready_closely(url: str, process: subprocess.Popen, timeout: float = 90.0) -> float:
@@ -201,14 +232,16 @@ def run_floor(stack: EmbeddedStack, work: Path, target: dict[str, Any],
         stop_process(process)
 
 
-def run_latency(stack: EmbeddedStack, work: Path, rate: float, seconds: float) -> dict[str, Any]:
+def run_latency(
+    stack: EmbeddedStack, work: Path, rate: float, seconds: float, profile: Path | None = None
+) -> dict[str, Any]:
     """A fresh worker, the simulator live at ``rate``: table latency from LATENCY_LOG."""
     port = free_port()
     log = work / "latency.jsonl"
     env = {**stack.env(), **WORKER_ENV, "APP_ID": f"bench-mix-lat-{uuid.uuid4().hex[:8]}",
            "WEB_PORT": str(port), "DATA_DIR": str(work / "latency-worker"),
            "WORKER_CANONICAL_URL": f"http://127.0.0.1:{port}", "LATENCY_LOG": str(log)}  # fmt: skip
-    process = start_worker(env, port, work / "latency-worker.log")
+    process = spawn_worker(env, port, work / "latency-worker.log", profile)
     try:
         wait_ready(port, process)
         started_ms = int(time.time() * 1000)
@@ -225,7 +258,7 @@ def run_latency(stack: EmbeddedStack, work: Path, rate: float, seconds: float) -
         summary["consumed"] = metric_sum(samples, "streampulse_events_consumed_total")
         return summary
     finally:
-        stop_process(process)
+        stop_worker(process, profile)
 
 
 def summarize_profile(raw: Path) -> list[tuple[str, float]]:
@@ -274,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--seed", type=int, default=3)
+    parser.add_argument("--out", default="mix", help="results file name (bench/results/<out>.*)")
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench-mix-"))
     out: dict[str, Any] = {"events": args.events, "partitions": args.partitions, "pairs": []}
@@ -298,24 +332,37 @@ def main(argv: list[str] | None = None) -> int:
             )
             out["pairs"].append(runs)
         ratios = [p["ratio"] for p in out["pairs"]]
-        out["ratio_median"] = statistics.median(ratios)
+        out["ratio_median"] = statistics.median(ratios) if ratios else None
+        profiling = args.profile and shutil.which(str(Path(sys.executable).with_name("py-spy")))
         if args.latency_seconds:
             (work / "latency").mkdir()
             out["latency"] = run_latency(stack, work / "latency", args.rate, args.latency_seconds)
+            if profiling:  # the same run once more, sampled: where a live stream's time goes
+                (work / "latency-profile").mkdir()
+                raw = work / "latency-profile" / "worker.raw"
+                run_latency(stack, work / "latency-profile", args.rate, args.latency_seconds, raw)
+                time.sleep(2.0)
+                out["latency_profile"] = summarize_profile(raw) if raw.exists() else []
             print(f"latency: {json.dumps(out['latency'].get('all_contributions'))}", flush=True)
-        if args.profile and shutil.which(str(Path(sys.executable).with_name("py-spy"))):
+        if profiling:
             (work / "profile").mkdir()
             raw = work / "profile" / "worker.raw"
             run_worker(stack, work / "profile", target, profile=raw)
             time.sleep(2.0)  # py-spy writes its file when the worker exits
             out["profile"] = summarize_profile(raw) if raw.exists() else []
             RESULTS.mkdir(exist_ok=True)
-            (RESULTS / "mix-profile.txt").write_text(
-                "\n".join(f"{share:5.1f}%  {area}" for area, share in out["profile"]) + "\n"
+            (RESULTS / f"{args.out}-profile.txt").write_text(
+                "backlog (throughput run):\n"
+                + "\n".join(f"{share:5.1f}%  {area}" for area, share in out["profile"])
+                + "\n\nlive stream at the latency rate:\n"
+                + "\n".join(
+                    f"{share:5.1f}%  {area}" for area, share in out.get("latency_profile", [])
+                )
+                + "\n"
             )
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "mix.json").write_text(json.dumps(out, indent=2) + "\n")
-    (RESULTS / "mix.md").write_text(render(out))
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(out, indent=2) + "\n")
+    (RESULTS / f"{args.out}.md").write_text(render(out))
     print(render(out))
     return 0
 
@@ -347,10 +394,12 @@ def render(out: dict[str, Any]) -> str:
                     f"| {table} | {stats['count']:,} | {stats['p50_ms']} | {stats['p99_ms']} |"
                 )
         lines.append("")
-    if out.get("profile"):
-        lines += ["Where (b)'s time goes (py-spy, share of samples by innermost area):", ""]
-        lines += [f"- {area}: {share}%" for area, share in out["profile"]]
-        lines.append("")
+    for name, title in (("profile", "on the backlog"), ("latency_profile", "on the live stream")):
+        if out.get(name):
+            lines += [f"Where (b)'s time goes {title} (py-spy, share of samples by innermost"
+                      " area):", ""]  # fmt: skip
+            lines += [f"- {area}: {share}%" for area, share in out[name]]
+            lines.append("")
     return "\n".join(lines)
 
 

@@ -41,7 +41,7 @@ import json
 import logging
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import faust
@@ -199,6 +199,12 @@ class UserJoin:
         self._clocks: dict[int, PartitionClock] = {}
         self._zones = ReplayZones(app)
         self._lock = asyncio.Lock()
+        #: partition -> user -> (its state not yet in the table, the batch version that has it)
+        self._unwritten: dict[int, dict[str, tuple[dict[str, Any], int]]] = {}
+        #: partition -> the task writing its latest batch's states
+        self._writers: dict[int, asyncio.Task[None]] = {}
+        self._version = 0
+        self._unwritten_generation: int | None = None
         self._replayed = metrics.REPLAYED_EVENTS.labels(table=USERS_TABLE)
 
     def feed(self, topic: str, extract: Extractor) -> JoinFeed:
@@ -214,17 +220,32 @@ class UserJoin:
     def partition_of(self, user: str) -> int:
         return key_partition(serialized_key(user), self.partitions)
 
-    async def on_events(self, batches: Sequence[SourceBatch]) -> None:
-        """The repartition topic's batch agent: apply, ship the deltas, then write the states."""
+    async def on_events(self, batches: Sequence[SourceBatch]) -> Awaitable[Any]:
+        """The repartition topic's batch agent: apply and ship the deltas now; the states are
+        written in the background once the deltas are with the broker (:meth:`_write_states`).
+        Returns what resolves once they are written: the batches are acked then, not before.
+
+        Why in the background: the batch handlers run one after another in the consumer's
+        fetch loop, and waiting here for the broker (the deltas' delivery, a producer flush)
+        would hold up every topic's next fetch by that round trip. Meanwhile the next batch
+        reads the states not yet written from :attr:`_unwritten`."""
         async with self._lock:
             generation = self.app.consumer_generation_id
-            for batch in batches:
-                await self._handle(batch, generation)
+            if generation != self._unwritten_generation:
+                # A new assignment: a partition may have been another worker's meanwhile, so
+                # nothing read from before may stand in for the table. Let the writes land.
+                await asyncio.gather(*self._writers.values(), return_exceptions=True)
+                self._writers.clear()
+                self._unwritten.clear()
+                self._unwritten_generation = generation
+            writes = [await self._handle(batch, generation) for batch in batches]
+        return asyncio.gather(*writes)
 
-    async def _handle(self, batch: SourceBatch, generation: int | None) -> None:
+    async def _handle(self, batch: SourceBatch, generation: int | None) -> asyncio.Task[None]:
         partition = batch.partition
         now = time.monotonic()
         clock = self.clock(partition, now)
+        unwritten = self._unwritten.setdefault(partition, {})
         states: dict[str, dict[str, Any]] = {}
         deltas: dict[str, list[dict[str, Any]]] = {kind: [] for kind in self.downstream}
         offsets: dict[str, list[tuple[str, int]]] = {kind: [] for kind in self.downstream}
@@ -240,7 +261,9 @@ class UserJoin:
                 for user, source_id, offset, event in payload.get("v", ()):
                     state = states.get(user)
                     if state is None:
-                        state = table.get(user) or {**empty_state(), "o": {}}
+                        pending = unwritten.get(user)
+                        state = pending[0] if pending is not None else table.get(user)
+                        state = state or {**empty_state(), "o": {}}
                         states[user] = state
                     topic = source_id.rsplit(":", 1)[0]
                     if offset is not None:
@@ -270,14 +293,18 @@ class UserJoin:
                 deltas[kind], {partition: watermark}, produced_ms, ranges,
                 lambda kind=kind: offsets[kind], replay, generation,
             ))  # fmt: skip
-        await asyncio.gather(*futures)
-        # The deltas (and the in-place merges' changelog records) are with the broker before
-        # the states that absorbed them are written: the module docstring's crash argument.
-        await self.app.producer.flush()
-        with table_context(self.app, self.topic, partition):
-            for user, state in states.items():
-                table[user] = state
-        await wait_for_changelog_room(self.app)
+        # What is written is the states as of this batch (the next batch changes them in
+        # place): a snapshot, and a version per user so the newest stays readable.
+        self._version += 1
+        version = self._version
+        snapshots = {user: json.loads(json.dumps(state)) for user, state in states.items()}
+        for user, state in states.items():
+            unwritten[user] = (state, version)
+        previous = self._writers.get(partition)
+        task = asyncio.ensure_future(
+            self._write_states(partition, snapshots, version, futures, previous)
+        )
+        self._writers[partition] = task
         for topic, count in applied.items():
             metrics.JOIN_EVENTS.labels(topic=topic, replayed="false").inc(count)
         for topic, count in replayed.items():
@@ -285,6 +312,31 @@ class UserJoin:
             self._replayed.inc(count)
         if reassignments:
             metrics.AB_REASSIGNMENTS.inc(reassignments)
+        return task
+
+    async def _write_states(
+        self,
+        partition: int,
+        snapshots: dict[str, dict[str, Any]],
+        version: int,
+        deliveries: list[Any],
+        previous: asyncio.Task[None] | None,
+    ) -> None:
+        """Write one batch's user states once its deltas are with the broker (and the
+        in-place merges' changelog records flushed): the module docstring's crash argument.
+        In batch order per partition (``previous`` first)."""
+        if previous is not None:
+            await previous
+        await asyncio.gather(*deliveries)
+        await self.app.producer.flush()
+        unwritten = self._unwritten.get(partition, {})
+        with table_context(self.app, self.topic, partition):
+            for user, state in snapshots.items():
+                self.table[user] = state
+                pending = unwritten.get(user)
+                if pending is not None and pending[1] == version:
+                    del unwritten[user]  # no later batch changed it: the table has it
+        await wait_for_changelog_room(self.app)
 
     def _observe(self, clock: PartitionClock, payload: dict[str, Any], now: float) -> None:
         """A repartition message's source positions and registry holds, into the clock."""
@@ -306,6 +358,9 @@ class UserJoin:
         user had no state here. Call on the worker owning the user's partition."""
         partition = self.partition_of(user)
         async with self._lock:
+            writer = self._writers.get(partition)
+            if writer is not None:
+                await writer  # every applied batch's states are in the table
             with table_context(self.app, self.topic, partition):
                 state = self.table.get(user)
                 if state is None:
