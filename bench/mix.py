@@ -390,9 +390,8 @@ def render(out: dict[str, Any]) -> str:
                   "|---|---|---|---|"]  # fmt: skip
         for table, stats in sorted(latency.items()):
             if isinstance(stats, dict) and stats.get("count"):
-                lines.append(
-                    f"| {table} | {stats['count']:,} | {stats['p50_ms']} | {stats['p99_ms']} |"
-                )
+                p50, p99 = stats["p50_ms"], stats["p99_ms"]
+                lines.append(f"| {table} | {stats['count']:,} | {p50:.0f} | {p99:.0f} |")
         lines.append("")
     for name, title in (("profile", "on the backlog"), ("latency_profile", "on the live stream")):
         if out.get(name):

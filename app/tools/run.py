@@ -108,6 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     window = os.environ.get("WINDOW_SECONDS") or "10"
     grace = os.environ.get("GRACE_SECONDS") or "2"
+    # A click may follow its recommendation by this long: the CTR windows wait for it.
+    attribution = os.environ.get("CTR_ATTRIBUTION_SECONDS") or "20"
     state = Path(tempfile.mkdtemp(prefix="streampulse-run-"))
     report = state / "simulator.json"
     web_port = int(os.environ.get("WEB_PORT") or free_port())
@@ -124,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         env = {
             **stack.env(), "WINDOW_SECONDS": window, "GRACE_SECONDS": grace,
             "DATA_DIR": str(state / "worker"), "WEB_PORT": str(web_port),
-            "IDLE_ADVANCE_SECONDS": "3",
+            "IDLE_ADVANCE_SECONDS": "3", "CTR_ATTRIBUTION_SECONDS": attribution,
         }  # fmt: skip
         worker = start_worker(env, web_port, state / "worker.log")
         simulator: subprocess.Popen | None = None
@@ -158,7 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"the simulator failed (exit {simulator.returncode})", file=sys.stderr)
                 return 1
             stop_process(simulator)  # SIGTERM: it stops sending and writes its report
-            settle = int(window) + int(grace) + 5
+            # The CTR metric's windows close last: attribution + a window after the others.
+            settle = 2 * int(window) + int(grace) + int(attribution) + 5
             print(f"\ntraffic stopped; waiting {settle}s for the open windows to close"
                   " (Ctrl-C again to skip)", flush=True)  # fmt: skip
             deadline = time.monotonic() + settle

@@ -295,9 +295,12 @@ class UserInteractionFactory:
         world = self.world
         draw = rng.random()
         if world.followups and draw < 0.3:
-            return self._recommended(rng, now_ms, world.followups.popleft())
+            # Newest first: people act on what they were just shown, within seconds (first in,
+            # first out would put minutes between a response and its clicks once the queues
+            # fill, beyond any attribution time); what waits too long is never acted on.
+            return self._recommended(rng, now_ms, world.followups.pop())
         if world.impressions and draw < 0.65:
-            return self._recommended(rng, now_ms, world.impressions.popleft())
+            return self._recommended(rng, now_ms, world.impressions.pop())
         return self._organic(rng, now_ms)
 
     def _recommended(
