@@ -66,14 +66,21 @@ def _required(event: dict[str, Any], *strings: str) -> Violation | None:
     return timestamp_range(event["timestamp"])
 
 
+def _event_id(event: dict[str, Any]) -> Violation | None:
+    """``eventId`` is a UUID (the LENS name of seed 004's ``event_id``)."""
+    if event_id_format(event["eventId"]) is None:
+        return None
+    return Violation.rule("event_id_format", f"eventId {event['eventId']!r} is not a UUID")
+
+
 def validate_interaction(event: dict[str, Any]) -> Violation | None:
     """Rules of ``user-interactions``."""
     violation = _required(event, "eventId", "userId", "sessionId", "itemId", "interactionType")
     if violation:
         return violation
-    violation = event_id_format(event["eventId"])
+    violation = _event_id(event)
     if violation:
-        return Violation.rule("event_id_format", f"eventId {event['eventId']!r} is not a UUID")
+        return violation
     kind = event["interactionType"]
     if kind not in INTERACTION_TYPES:
         return Violation(
@@ -130,9 +137,9 @@ def validate_model_metric(event: dict[str, Any]) -> Violation | None:
     violation = _required(event, "eventId", "modelName", "modelVersion", "metricType")
     if violation:
         return violation
-    violation = event_id_format(event["eventId"])
+    violation = _event_id(event)
     if violation:
-        return Violation.rule("event_id_format", f"eventId {event['eventId']!r} is not a UUID")
+        return violation
     metric = event["metricType"]
     if not METRIC_TYPE_PATTERN.fullmatch(metric):
         return Violation.rule(
@@ -158,9 +165,9 @@ def validate_ab_event(event: dict[str, Any]) -> Violation | None:
     violation = _required(event, "eventId", "experimentId", "userId", "variant", "eventType")
     if violation:
         return violation
-    violation = event_id_format(event["eventId"])
+    violation = _event_id(event)
     if violation:
-        return Violation.rule("event_id_format", f"eventId {event['eventId']!r} is not a UUID")
+        return violation
     kind = event["eventType"]
     if kind not in AB_EVENT_TYPES:
         return Violation(UNKNOWN_EVENT_TYPE, f"eventType {kind!r} is not one this worker knows")
