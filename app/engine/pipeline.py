@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 from app.catalog import DERIVED_TOPICS, SOURCE_TOPICS
 from app.engine import metrics
@@ -22,10 +22,10 @@ from app.engine.batching import SourceBatch
 from app.engine.codec import Decoded, RegistryCodec
 from app.engine.dlq import DeadLetters
 from app.engine.domain import Validator
-from app.engine.windowing import Ranges, WindowedTable
+from app.engine.windowing import Ranges
 from app.validation import RULE_ERROR, UNKNOWN_EVENT_TYPE, Violation
 
-__all__ = ["ReplayZones", "Runtime", "SourcePipeline", "produced_range"]
+__all__ = ["ReplayZones", "Runtime", "Sink", "SourcePipeline", "produced_range"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,24 @@ def produced_range(batches: Sequence[SourceBatch]) -> tuple[int, int]:
     the table-latency measurement; (0, 0) when the records carry none."""
     stamps = [r.timestamp for b in batches for r in b.records if r.timestamp and r.timestamp > 0]
     return (min(stamps), max(stamps)) if stamps else (0, 0)
+
+
+class Sink(Protocol):
+    """Where a pipeline ships its valid events: a windowed table (``WindowedTable``) or the
+    per-user join's feed (``app/engine/join.py``, ``JoinFeed``)."""
+
+    async def ship(
+        self,
+        events: Sequence[dict[str, Any]],
+        source_times: dict[int, int],
+        produced_ms: tuple[int, int] = (0, 0),
+        ranges: Ranges | None = None,
+        positions: Callable[[], Sequence[tuple[str, int]]] | None = None,
+        replay: bool = False,
+        generation: int | None = None,
+    ) -> list[Any]: ...
+
+    async def hold(self, source_partitions: set[int] | None) -> None: ...
 
 
 class ReplayZones:
@@ -76,8 +94,9 @@ class Runtime:
         self.codec = codec
         self.registry_ready = asyncio.Event()
         self._start_lock: asyncio.Lock | None = None
-        #: every windowed table of the app (a stalled source side holds all their watermarks)
-        self.tables: list[WindowedTable] = []
+        #: every windowed table and join feed of the app (a stalled source side holds all their
+        #: watermarks)
+        self.tables: list[Sink] = []
 
     async def ensure_started(self) -> None:
         """Set reader schemas, warm the schema cache and register the derived schemas before
@@ -107,7 +126,7 @@ class SourcePipeline:
         runtime: Runtime,
         topic: str,
         validate: Validator,
-        tables: Sequence[WindowedTable],
+        tables: Sequence[Sink],
         time_field: str,
     ) -> None:
         self.runtime = runtime
