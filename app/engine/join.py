@@ -44,12 +44,10 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-import faust
-
 from app.engine import metrics
 from app.engine.batching import SourceBatch, table_context, wait_for_changelog_room
 from app.engine.pipeline import ReplayZones
-from app.engine.tables import ROCKSDB_OPTIONS
+from app.engine.tables import internal_topic, json_table
 from app.engine.windowing import (
     PARTIAL_KEYS_PER_MESSAGE,
     PartitionClock,
@@ -167,27 +165,13 @@ class UserJoin:
             horizon_ms=2 * (settings.window_ms + settings.grace_ms),
         )
         self.downstream = dict(downstream)
-        self.table = app.Table(
-            USERS_TABLE,
-            default=None,
-            schema=faust.Schema(
-                key_type=str, value_type=None, key_serializer="json", value_serializer="json"
-            ),
-            partitions=self.partitions,
-            help="Per-user join state (A/B assignments and conversions, recent recommendation"
+        self.table = json_table(
+            app, USERS_TABLE, self.partitions,
+            "Per-user join state (A/B assignments and conversions, recent recommendation"
             " responses and clicks): restricted, never served by the web views.",
-            options=ROCKSDB_OPTIONS,
-        )
+        )  # fmt: skip
         #: the repartition topic (its batch agent is :meth:`on_events`)
-        self.source = app.topic(
-            repartition_topic_name(settings.app_id),
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=self.partitions,
-            internal=True,
-        )
+        self.source = internal_topic(app, repartition_topic_name(settings.app_id), self.partitions)
         self.topic = self.source.get_topic_name()
         #: source id (``topic:partition``) -> its index in the join's watermark clocks
         self._source_index = {

@@ -17,7 +17,13 @@ from app.engine.windowing import WindowedTable
 from app.settings import Settings
 from models.combine import Aggregate
 
-__all__ = ["ROCKSDB_OPTIONS", "declare_windowed_table", "partials_topic_name"]
+__all__ = [
+    "ROCKSDB_OPTIONS",
+    "declare_windowed_table",
+    "internal_topic",
+    "json_table",
+    "partials_topic_name",
+]
 
 #: Per partition database. Faust's defaults (64 MB memtables x 3 and a 2 GB block cache per
 #: partition) let a worker with 5 tables x 8 partitions grow into gigabytes; a table holds one
@@ -36,6 +42,37 @@ def partials_topic_name(app_id: str, table: str) -> str:
     return f"{app_id}-{table}-partials"
 
 
+def json_table(app: Any, name: str, partitions: int, description: str) -> Any:
+    """A Faust table keyed by str, with JSON values (plain data), in RocksDB with a changelog.
+
+    value_type None: JSON values decode to plain dicts. (value_type=dict made Faust call
+    dict.from_data on every changelog record in recovery: no restart with anything to recover
+    ever finished, faust-streaming#432's hang.)"""
+    return app.Table(
+        name,
+        default=None,
+        schema=faust.Schema(
+            key_type=str, value_type=None, key_serializer="json", value_serializer="json"
+        ),
+        partitions=partitions,
+        help=description,
+        options=ROCKSDB_OPTIONS,
+    )
+
+
+def internal_topic(app: Any, name: str, partitions: int) -> Any:
+    """An internal topic of raw bytes (partials, the join's repartition topic)."""
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+        internal=True,
+    )
+
+
 def declare_windowed_table(
     app: Any,
     settings: Settings,
@@ -50,27 +87,9 @@ def declare_windowed_table(
     """Declare the Faust table and partials topic of ``aggregate`` (fed by ``source_topic``,
     windowed by its ``time_field``; ``grace_ms`` instead of GRACE_SECONDS when its windows
     close later); return both."""
-    table = app.Table(
-        aggregate.table,
-        default=None,
-        # value_type None: JSON values decode to plain dicts. (value_type=dict made Faust call
-        # dict.from_data on every changelog record in recovery: no restart with anything to
-        # recover ever finished, faust-streaming#432's hang.)
-        schema=faust.Schema(
-            key_type=str, value_type=None, key_serializer="json", value_serializer="json"
-        ),
-        partitions=settings.topic_partitions,
-        help=aggregate.description,
-        options=ROCKSDB_OPTIONS,
-    )
-    topic = app.topic(
-        partials_topic_name(settings.app_id, aggregate.table),
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=settings.topic_partitions,
-        internal=True,
+    table = json_table(app, aggregate.table, settings.topic_partitions, aggregate.description)
+    topic = internal_topic(
+        app, partials_topic_name(settings.app_id, aggregate.table), settings.topic_partitions
     )
     windowed = WindowedTable(
         app=app,
