@@ -45,7 +45,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from app.engine import metrics
-from app.engine.batching import SourceBatch, table_context, wait_for_changelog_room
+from app.engine.batching import (
+    SourceBatch,
+    flush_producer,
+    table_context,
+    wait_for_changelog_room,
+)
 from app.engine.pipeline import ReplayZones
 from app.engine.tables import internal_topic, json_table
 from app.engine.windowing import (
@@ -312,7 +317,7 @@ class UserJoin:
         if previous is not None:
             await previous
         await asyncio.gather(*deliveries)
-        await self.app.producer.flush()
+        await flush_producer(self.app)
         unwritten = self._unwritten.get(partition, {})
         with table_context(self.app, self.topic, partition):
             for user, state in snapshots.items():

@@ -107,5 +107,6 @@ def declare_windowed_table(
         latency_log=settings.latency_log,
         merge_locally=settings.merge_locally,
         counts_late_events=counts_late_events,
+        close_in_background=True,
     )
     return windowed, topic
