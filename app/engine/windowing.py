@@ -54,7 +54,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -66,7 +66,6 @@ from app.engine.batching import (
     SourceBatch,
     owned_partitions,
     table_context,
-    wait_for_changelog_room,
 )
 from app.engine.publish import AggregatePublisher, derived_records
 from app.engine.states import TableStates
@@ -425,6 +424,8 @@ class WindowedTable:
                 if partition in owned:
                     self._track_self_send(partition, future)
                 futures.append(future)
+        if local and (delivered := self.states.delivered()) is not None:
+            futures.append(asyncio.ensure_future(delivered))  # the in-place writes
         return futures
 
     async def hold(self, source_partitions: set[int] | None) -> None:
@@ -550,7 +551,7 @@ class WindowedTable:
                 )
                 contributions = {key: [(ranges, w, None)] for key, w in partials.items()}
                 self._apply(partition, contributions, source_times, [], now, per_event)
-                await wait_for_changelog_room(self.app)
+                await self.states.room()
             if produced_ms[0] and events:
                 # Once for the whole fetch: its partitions were merged within the same moment.
                 self._observe_latency([(*produced_ms, int(events))])
@@ -579,18 +580,20 @@ class WindowedTable:
     def _is_closed(self, window_start: int, watermark: int) -> bool:
         return window_start + self.window_ms + self.grace_ms <= watermark
 
-    async def on_partials(self, batches: Sequence[SourceBatch]) -> None:
+    async def on_partials(self, batches: Sequence[SourceBatch]) -> Awaitable[Any] | None:
         """Merge one fetch's partials into the table (one write per key per partition), then
-        close what the partitions' watermarks have passed."""
+        close what the partitions' watermarks have passed. Returns what completes once the
+        writes are with the broker (the batches are acked then)."""
         async with self._lock:
             self._maybe_reindex()
             now = time.monotonic()
             for batch in batches:
                 self._merge(batch, now)
                 self._consumed_to[batch.partition] = batch.records[-1].offset + 1
-                await wait_for_changelog_room(self.app)
+                await self.states.room()
             generation = self.app.consumer_generation_id
             await self._close_soon([batch.partition for batch in batches], generation, now)
+        return self.states.delivered()
 
     def _merge(self, batch: SourceBatch, now: float) -> None:
         """Merge the partials of one table partition's batch (see the module docstring):
@@ -840,7 +843,7 @@ class WindowedTable:
                         acc = state and state["open"].get(start)
                         if acc is not None:
                             self._mark_closed(key, state, start, self._running_total(state, acc))
-                await wait_for_changelog_room(self.app)
+                await self.states.room()
 
     def _running_total(self, state: dict[str, Any], acc: Accumulator) -> Accumulator | None:
         """A cumulative aggregate's total as of the end of the window ``acc`` closes: the key's
