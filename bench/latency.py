@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,9 +113,12 @@ class HopBaseline:
     consumed, with our 25 ms fetch wait) is the baseline for the worker's path.
     """
 
-    def __init__(self, bootstrap: str, topic: str = SOURCE_TOPIC, fetch_max_wait_ms: int = 25):
+    def __init__(
+        self, bootstrap: str, topic: str | Sequence[str] = SOURCE_TOPIC,
+        fetch_max_wait_ms: int = 25,
+    ) -> None:  # fmt: skip
         self.bootstrap = bootstrap
-        self.topic = topic
+        self.topics = [topic] if isinstance(topic, str) else list(topic)
         self.fetch_max_wait_ms = fetch_max_wait_ms
         #: (production ms, ms from production to consumed), in consumption order
         self.hops: list[tuple[int, float]] = []
@@ -149,7 +153,7 @@ class HopBaseline:
         from aiokafka import AIOKafkaConsumer
 
         consumer = AIOKafkaConsumer(
-            self.topic, bootstrap_servers=self.bootstrap, group_id=f"bench-hop-{uuid.uuid4()}",
+            *self.topics, bootstrap_servers=self.bootstrap, group_id=f"bench-hop-{uuid.uuid4()}",
             auto_offset_reset="latest", fetch_max_wait_ms=self.fetch_max_wait_ms,
             max_poll_records=10_000, session_timeout_ms=6_000, heartbeat_interval_ms=2_000,
         )  # fmt: skip
@@ -170,19 +174,32 @@ class HopBaseline:
             await consumer.stop()
 
 
-def summarize_hops(hops: list[tuple[int, float]], since_ms: int) -> dict[str, Any]:
-    """p50/p90/p99 of the baseline's hops for events produced at or after ``since_ms``."""
+def summarize_hops(
+    hops: list[tuple[int, float]], since_ms: int, bucket_s: int = 5
+) -> dict[str, Any]:
+    """p50/p90/p99 of the baseline's hops for events produced at or after ``since_ms``, and
+    per ``bucket_s`` seconds of production time (``by_<n>s``)."""
     values = [ms for produced, ms in hops if produced >= since_ms]
     out = _stats(values)
-    buckets: dict[int, list[float]] = defaultdict(list)
-    for produced, ms in hops:
-        if produced >= since_ms:
-            buckets[(produced - since_ms) // 5000].append(ms)
-    out["by_5s"] = [
-        {"from_s": b * 5, "p50_ms": percentile(sorted(v), 50), "p99_ms": percentile(sorted(v), 99)}
-        for b, v in sorted(buckets.items())
-    ]
+    out[f"by_{bucket_s}s"] = by_production_time(
+        [(produced, ms) for produced, ms in hops if produced >= since_ms], since_ms, bucket_s
+    )
     return out
+
+
+def by_production_time(
+    samples: Iterable[tuple[float, float]], since_ms: int, bucket_s: int
+) -> list[dict[str, Any]]:
+    """p50/p99 of (production ms, latency ms) samples per ``bucket_s`` seconds after
+    ``since_ms``: how a latency moves through a run (the embedded broker slows as it fills)."""
+    buckets: dict[int, list[float]] = defaultdict(list)
+    for produced, ms in samples:
+        buckets[int((produced - since_ms) // (bucket_s * 1000))].append(ms)
+    return [
+        {"from_s": b * bucket_s, "count": len(v),
+         "p50_ms": percentile(sorted(v), 50), "p99_ms": percentile(sorted(v), 99)}
+        for b, v in sorted(buckets.items())
+    ]  # fmt: skip
 
 
 def changelog_reach_times(
@@ -393,6 +410,7 @@ def hook_latencies(path: Path, since_ms: int) -> dict[str, Any] | None:
     if not path.exists():
         return None
     per_table: dict[str, list[float]] = defaultdict(list)
+    series: list[tuple[float, float]] = []  # (production ms, latency ms), every contribution
     for line in path.read_text().splitlines():
         try:
             item = json.loads(line)
@@ -402,9 +420,12 @@ def hook_latencies(path: Path, since_ms: int) -> dict[str, Any] | None:
         if high < since_ms or n <= 0:
             continue
         produced = [low + (high - low) * (k + 0.5) / n for k in range(n)]
-        per_table[item["table"]].extend(item["merged_ms"] - p for p in produced if p >= since_ms)
+        kept = [(p, item["merged_ms"] - p) for p in produced if p >= since_ms]
+        per_table[item["table"]].extend(ms for _, ms in kept)
+        series.extend(kept)
     if not per_table:
         return None
-    out = {table: _stats(values) for table, values in per_table.items()}
+    out: dict[str, Any] = {table: _stats(values) for table, values in per_table.items()}
     out["all_contributions"] = _stats([v for vs in per_table.values() for v in vs])
+    out["all_contributions"]["by_10s"] = by_production_time(series, since_ms, 10)
     return out

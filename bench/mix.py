@@ -49,7 +49,7 @@ from app.tools.run import start_worker, stop_process, wait_ready
 from app.tools.simulate import TOPIC_WEIGHTS, load_factories
 from app.tools.stack import EmbeddedStack, free_port
 from bench.dataset import new_producer, produce
-from bench.latency import hook_latencies
+from bench.latency import HopBaseline, hook_latencies, summarize_hops
 from bench.measure import ProcSampler
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -261,6 +261,27 @@ def run_latency(
         stop_worker(process, profile)
 
 
+def run_hop_baseline(partitions: int, rate: float, seconds: float, work: Path) -> dict[str, Any]:
+    """The latency run's yardstick: on a fresh stack, a plain aiokafka consumer of the eight
+    source topics alone (no worker), the simulator live at the same rate for as long: one
+    broker hop, production -> consumed (``bench.latency.HopBaseline``; alone because a second
+    consumer group beside the worker doubles the broker's fetch work)."""
+    with EmbeddedStack(partitions=partitions, log_dir=work, data_dir=work / "registry") as stack:
+        baseline = HopBaseline(stack.bootstrap, SOURCE_TOPICS)
+        baseline.start()
+        baseline.wait_ready()
+        started_ms = int(time.time() * 1000)
+        simulator = subprocess.run(
+            [sys.executable, "-m", "app.simulate", "--rate", str(rate), "--duration", str(seconds),
+             "--seed", "5"],
+            env={**os.environ, **stack.env()}, capture_output=True, timeout=seconds + 120,
+        )  # fmt: skip
+        hops = baseline.stop(drain_seconds=3.0)
+        if simulator.returncode:
+            raise RuntimeError(f"simulator failed: {simulator.stderr.decode()[-2000:]}")
+    return summarize_hops(hops, started_ms + 10_000, bucket_s=10)
+
+
 def summarize_profile(raw: Path) -> list[tuple[str, float]]:
     """Share of the worker's samples per area, by the innermost frame of ours or a library's."""
     areas = (
@@ -360,6 +381,11 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 + "\n"
             )
+    if args.latency_seconds:
+        out["baseline_one_hop"] = run_hop_baseline(
+            args.partitions, args.rate, args.latency_seconds, work / "hop-baseline"
+        )
+        print(f"one hop: {json.dumps(out['baseline_one_hop'])}", flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{args.out}.json").write_text(json.dumps(out, indent=2) + "\n")
     (RESULTS / f"{args.out}.md").write_text(render(out))
@@ -393,6 +419,28 @@ def render(out: dict[str, Any]) -> str:
                 p50, p99 = stats["p50_ms"], stats["p99_ms"]
                 lines.append(f"| {table} | {stats['count']:,} | {p50:.0f} | {p99:.0f} |")
         lines.append("")
+        hop = out.get("baseline_one_hop") or {}
+        series = latency["all_contributions"].get("by_10s") or []
+        if hop.get("count"):
+            lines += [
+                f"The yardstick: a plain aiokafka consumer of the eight source topics alone on a "
+                f"fresh stack, the same simulator and rate, one broker hop (production -> "
+                f"consumed): p50 {hop['p50_ms']:.0f} ms, p99 {hop['p99_ms']:.0f} ms over "
+                f"{hop['count']:,} messages.", "",
+            ]  # fmt: skip
+        if series:
+            hops = {b["from_s"]: b for b in hop.get("by_10s", [])}
+            lines += ["Through the run (by production time after the warm-up; the embedded "
+                      "broker slows as its partitions fill with small batches):", "",
+                      "| from s | worker p50 ms | worker p99 ms | one hop p50 ms"
+                      " | one hop p99 ms |", "|---|---|---|---|---|"]  # fmt: skip
+            for b in series:
+                h = hops.get(b["from_s"], {})
+                h50, h99 = (f"{h[k]:.0f}" if k in h else "" for k in ("p50_ms", "p99_ms"))
+                lines.append(
+                    f"| {b['from_s']} | {b['p50_ms']:.0f} | {b['p99_ms']:.0f} | {h50} | {h99} |"
+                )
+            lines.append("")
     for name, title in (("profile", "on the backlog"), ("latency_profile", "on the live stream")):
         if out.get(name):
             lines += [f"Where (b)'s time goes {title} (py-spy, share of samples by innermost"
