@@ -14,11 +14,12 @@ and on the changelog, without Faust's per-write machinery: Faust encodes each va
 ``FutureMessage`` with a callback that writes the changelog offset to RocksDB; on the live mix
 that was 25% of the worker's CPU, one write per key per fetch. Here a write encodes once, puts
 into the partition's database and queues the record; one task per table hands the queue to
-the producer in order (per key, the order of the writes), and the changelog offset is written
-once per partition per burst. :meth:`ChangelogWriter.delivered` is what the source side's ack
-waits for: source offsets are committed only after the writes they caused are with the broker
-(the crash argument of ``windowing.py``). Under Kafka transactions (PROCESSING_GUARANTEE=
-exactly_once) records must join the source partition's transaction: Faust's own path is used.
+the producer (per key the newest write only, within 100 ms), and the changelog offset is
+written once per partition per burst. :meth:`ChangelogWriter.delivered` is what the source
+side's ack waits for: source offsets are committed only after the writes they caused are
+with the broker (the crash argument of ``windowing.py``). Under Kafka transactions
+(PROCESSING_GUARANTEE=exactly_once) records must join the source partition's transaction:
+Faust's own path is used.
 
 A cached value changed in place after its write is still the state the table has next; the
 per-user join's states are snapshots with their own order against the join's deltas (the
@@ -28,7 +29,7 @@ crash argument of ``join.py``): they are not read or written through here.
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import time
 from collections.abc import Awaitable
 from typing import Any
 
@@ -99,20 +100,34 @@ class TableStates:
         self._cache.clear()
 
 
+#: How long a changelog record waits for later writes of its key (only the newest is sent).
+CHANGELOG_COALESCE_SECONDS = 0.1
+
+
 class ChangelogWriter:
-    """A Faust table's writes: the database and the changelog, as ``table[key] = value``
-    leaves them, at a fraction of the cost (module docstring)."""
+    """A Faust table's writes: the database at once and the changelog, as ``table[key] =
+    value`` leaves them, at a fraction of the cost (module docstring).
+
+    The changelog is a log of each key's states of which recovery keeps the newest (Kafka
+    compacts it the same way), so a key written again within
+    :data:`CHANGELOG_COALESCE_SECONDS` sends its newest state only: the hot keys of a table
+    are written once per fetch, about 20 times a second, and every record is a record batch
+    the embedded broker rescans on each fetch (``bench/README.md``). The database has every
+    write at once (reads, the web views, the marks); the source ack waits for the send."""
 
     def __init__(self, app: Any, table: Any) -> None:
         self.app = app
         self.table = table
-        self._queue: deque[tuple[int, bytes, bytes]] = deque()
+        #: partition -> key -> newest value, not yet handed to the producer
+        self._dirty: dict[int, dict[bytes, bytes]] = {}
+        self._dirty_count = 0
         self._sender: asyncio.Task[None] | None = None
         #: handed to the producer, not yet known delivered
         self._pending: list[asyncio.Future[Any]] = []
 
     def write(self, key: str, value: Any) -> None:
-        """Put ``value`` into the current partition's database, queue its changelog record."""
+        """Put ``value`` into the current partition's database, queue its changelog record
+        (replacing a queued one of the same key)."""
         if self.app.in_transaction:
             self.table[key] = value  # the record must join the transaction: Faust's path
             return
@@ -122,30 +137,37 @@ class ChangelogWriter:
         assert event is not None, "a table write outside table_context"
         store._set(key_bytes, value_bytes)
         self.table._sensor_on_set(self.table, key, value)
-        self._queue.append((event.message.partition, key_bytes, value_bytes))
+        records = self._dirty.setdefault(event.message.partition, {})
+        if key_bytes not in records:
+            self._dirty_count += 1
+        records[key_bytes] = value_bytes
         if self._sender is None or self._sender.done():
             self._sender = asyncio.ensure_future(self._send())
 
     async def room(self, limit: int = MAX_PENDING_CHANGELOG) -> None:
         """Wait until at most ``limit`` records are queued (the producer pushes back)."""
-        while len(self._queue) > limit:
+        while self._dirty_count > limit:
             await asyncio.sleep(0.002)  # the sender task runs meanwhile
 
     async def _send(self) -> None:
-        """Hand the queue to the producer, in order; then note each partition's newest
-        changelog offset in its database once delivered (Faust's ``_on_changelog_sent``)."""
+        """After :data:`CHANGELOG_COALESCE_SECONDS` (or at once when the queue is full), hand
+        the queued records to the producer; then note each partition's newest changelog
+        offset in its database once delivered (Faust's ``_on_changelog_sent``)."""
+        deadline = time.monotonic() + CHANGELOG_COALESCE_SECONDS
+        while self._dirty_count <= MAX_PENDING_CHANGELOG and time.monotonic() < deadline:
+            await asyncio.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
         send = self.app.producer.send
         topic = self.table.changelog_topic.get_topic_name()
-        queue, pending = self._queue, self._pending
-        while queue:
-            newest: dict[int, asyncio.Future[Any]] = {}
-            while queue:
-                partition, key_bytes, value_bytes = queue.popleft()
-                future = await send(topic, key_bytes, value_bytes, partition, None, None)
-                pending.append(future)
-                newest[partition] = future
-            for future in newest.values():
-                future.add_done_callback(self._persist_offset)
+        pending = self._pending
+        while self._dirty:
+            dirty, self._dirty, self._dirty_count = self._dirty, {}, 0
+            for partition, records in dirty.items():
+                future = None
+                for key_bytes, value_bytes in records.items():
+                    future = await send(topic, key_bytes, value_bytes, partition, None, None)
+                    pending.append(future)
+                if future is not None:
+                    future.add_done_callback(self._persist_offset)
         # Delivered ones are done with; a failed one stays for delivered() to raise.
         self._pending = [f for f in pending if not f.done() or f.cancelled() or f.exception()]
 
