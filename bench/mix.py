@@ -232,6 +232,18 @@ def run_floor(stack: EmbeddedStack, work: Path, target: dict[str, Any],
         stop_process(process)
 
 
+def simulate_live(stack: EmbeddedStack, rate: float, seconds: float) -> None:
+    """The simulator's mix, live at ``rate`` messages/s for ``seconds`` (the same seed in every
+    latency run, so the worker and the yardstick see the same stream)."""
+    simulator = subprocess.run(
+        [sys.executable, "-m", "app.simulate", "--rate", str(rate), "--duration", str(seconds),
+         "--seed", "5"],
+        env={**os.environ, **stack.env()}, capture_output=True, timeout=seconds + 120,
+    )  # fmt: skip
+    if simulator.returncode:
+        raise RuntimeError(f"simulator failed: {simulator.stderr.decode()[-2000:]}")
+
+
 def run_latency(
     stack: EmbeddedStack, work: Path, rate: float, seconds: float, profile: Path | None = None
 ) -> dict[str, Any]:
@@ -245,13 +257,7 @@ def run_latency(
     try:
         wait_ready(port, process)
         started_ms = int(time.time() * 1000)
-        simulator = subprocess.run(
-            [sys.executable, "-m", "app.simulate", "--rate", str(rate), "--duration", str(seconds),
-             "--seed", "5"],
-            env={**os.environ, **stack.env()}, capture_output=True, timeout=seconds + 120,
-        )  # fmt: skip
-        if simulator.returncode:
-            raise RuntimeError(f"simulator failed: {simulator.stderr.decode()[-2000:]}")
+        simulate_live(stack, rate, seconds)
         time.sleep(3.0)
         summary = hook_latencies(log, started_ms + 10_000) or {}
         samples = read_metrics(f"http://127.0.0.1:{port}") or {}
@@ -282,14 +288,10 @@ def run_hop_baseline(partitions: int, rate: float, seconds: float, work: Path) -
         baseline.start()
         baseline.wait_ready()
         started_ms = int(time.time() * 1000)
-        simulator = subprocess.run(
-            [sys.executable, "-m", "app.simulate", "--rate", str(rate), "--duration", str(seconds),
-             "--seed", "5"],
-            env={**os.environ, **stack.env()}, capture_output=True, timeout=seconds + 120,
-        )  # fmt: skip
-        hops = baseline.stop(drain_seconds=3.0)
-        if simulator.returncode:
-            raise RuntimeError(f"simulator failed: {simulator.stderr.decode()[-2000:]}")
+        try:
+            simulate_live(stack, rate, seconds)
+        finally:
+            hops = baseline.stop(drain_seconds=3.0)
     return summarize_hops(hops, started_ms + 10_000, bucket_s=10)
 
 
