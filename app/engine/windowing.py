@@ -781,7 +781,7 @@ class WindowedTable:
             self._close_error = exc
 
     async def settled(self) -> None:
-        """Wait until the background closer has nothing left to do (tests, shutdown)."""
+        """Wait until the background closer has nothing left to do (tests)."""
         while self._closer is not None and not self._closer.done():
             await asyncio.shield(self._closer)
         if self._close_error is not None:
