@@ -122,8 +122,9 @@ class ChangelogWriter:
         self._dirty: dict[int, dict[bytes, bytes]] = {}
         self._dirty_count = 0
         self._sender: asyncio.Task[None] | None = None
-        #: handed to the producer, not yet known delivered
-        self._pending: list[asyncio.Future[Any]] = []
+        #: one future per burst handed to the producer (all its records delivered), kept
+        #: until delivered; a failed one stays for delivered() to raise
+        self._bursts: list[asyncio.Future[Any]] = []
 
     def write(self, key: str, value: Any) -> None:
         """Put ``value`` into the current partition's database, queue its changelog record
@@ -158,18 +159,14 @@ class ChangelogWriter:
             await asyncio.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
         send = self.app.producer.send
         topic = self.table.changelog_topic.get_topic_name()
-        pending = self._pending
         while self._dirty:
             dirty, self._dirty, self._dirty_count = self._dirty, {}, 0
+            futures = []
             for partition, records in dirty.items():
-                future = None
                 for key_bytes, value_bytes in records.items():
-                    future = await send(topic, key_bytes, value_bytes, partition, None, None)
-                    pending.append(future)
-                if future is not None:
-                    future.add_done_callback(self._persist_offset)
-        # Delivered ones are done with; a failed one stays for delivered() to raise.
-        self._pending = [f for f in pending if not f.done() or f.cancelled() or f.exception()]
+                    futures.append(await send(topic, key_bytes, value_bytes, partition, None, None))
+                futures[-1].add_done_callback(self._persist_offset)
+            self._bursts.append(asyncio.gather(*futures))
 
     def _persist_offset(self, future: asyncio.Future[Any]) -> None:
         if future.cancelled() or future.exception() is not None:
@@ -182,5 +179,9 @@ class ChangelogWriter:
         sender = self._sender
         if sender is not None and not sender.done():
             await asyncio.shield(sender)  # the queue as of now is handed over with it
-        if self._pending:
-            await asyncio.gather(*list(self._pending))
+        # Delivered bursts are done with (once per call, not per record).
+        self._bursts = bursts = [
+            b for b in self._bursts if not b.done() or b.cancelled() or b.exception() is not None
+        ]
+        if bursts:
+            await asyncio.gather(*bursts)
