@@ -47,6 +47,7 @@ app = StreamPulseApp(
     consumer_max_fetch_size=max(1024 * 1024, settings.max_message_bytes),
     broker_max_poll_records=settings.max_batch_records,
     web_enabled=True,
+    fetch_max_wait_ms=settings.fetch_max_wait_ms,
 )
 
 codec = RegistryCodec(settings.schema_registry_url, max_message_bytes=settings.max_message_bytes)

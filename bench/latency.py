@@ -34,6 +34,7 @@ from typing import Any
 
 from app.engine.tables import partials_topic_name
 from app.engine.windowing import encode_key, key_partition
+from app.settings import Settings
 from bench.dataset import (
     KEY_FIELDS,
     SOURCE_TOPIC,
@@ -110,12 +111,12 @@ class HopBaseline:
     batches (a plain consumer alone went from p50 12 ms to 170 ms over 40 s of a 2,000/s
     trickle, the broker at 100% of a core). Run alone on its own stack with the same producer
     and rate (:func:`bench.telemetry.baseline_hop_run`), this one broker hop (production ->
-    consumed, with our 25 ms fetch wait) is the baseline for the worker's path.
+    consumed, with the worker's default fetch wait) is the baseline for the worker's path.
     """
 
     def __init__(
         self, bootstrap: str, topic: str | Sequence[str] = SOURCE_TOPIC,
-        fetch_max_wait_ms: int = 25,
+        fetch_max_wait_ms: int = Settings.fetch_max_wait_ms,
     ) -> None:  # fmt: skip
         self.bootstrap = bootstrap
         self.topics = [topic] if isinstance(topic, str) else list(topic)

@@ -83,20 +83,14 @@ BatchHandler = Callable[[Sequence[SourceBatch]], Awaitable[Awaitable[Any] | None
 MAX_BATCHES_IN_FLIGHT = 64
 
 
-#: Longest a fetch waits on the broker for new data. Faust hard-codes 1.5 s; a broker that
-#: does not answer a long poll as soon as data arrives (the embedded Tansu) then delays every
-#: hop by up to that much (measured: a plain aiokafka consumer's p50 is its fetch wait). 25 ms
-#: keeps table latency low for a few dozen idle fetch requests per second.
-FETCH_MAX_WAIT_MS = 25
-
-
 class BatchingConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
-    """Faust's consumer thread, with a short fetch wait (:data:`FETCH_MAX_WAIT_MS`) and
-    changelog end offsets read from the data (:mod:`app.engine.offsets`)."""
+    """Faust's consumer thread, with the app's fetch wait (``FETCH_MAX_WAIT_MS``; Faust
+    hard-codes 1.5 s, which the embedded Tansu adds to every idle hop) and changelog end
+    offsets read from the data (:mod:`app.engine.offsets`)."""
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # read when it starts
         return consumer
 
     async def _highwaters(self, partitions: list[TP]) -> Mapping[TP, int]:
@@ -119,7 +113,7 @@ class BatchingConsumerThread(aiokafka_driver.AIOKafkaConsumerThread):
             enable_auto_commit=False,
             request_timeout_ms=int(conf.broker_request_timeout * 1000.0),
             max_partition_fetch_bytes=conf.consumer_max_fetch_size,
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            fetch_max_wait_ms=self.app.fetch_max_wait_ms,
             **aiokafka_driver.credentials_to_aiokafka_auth(
                 conf.broker_credentials, conf.ssl_context
             ),
@@ -278,8 +272,12 @@ class BatchingTransport(aiokafka_driver.Transport):
 class StreamPulseApp(faust.App):
     """A ``faust.App`` that also runs batch agents (``@app.batch_agent(topic)``)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, fetch_max_wait_ms: int = Settings.fetch_max_wait_ms, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        #: Longest a fetch of the worker's consumer waits for new data (FETCH_MAX_WAIT_MS).
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         # `faust worker --web-port` replaces canonical_url with http://<hostname>:<port>; a
         # configured one (how other workers reach this one for table routing) must win.
         self._configured_canonical_url = kwargs.get("canonical_url")

@@ -322,7 +322,7 @@ SETTINGS_ENV = (
     "KAFKA_BROKER_URL", "SCHEMA_REGISTRY_URL", "STORE_URL", "WINDOW_SECONDS", "GRACE_SECONDS",
     "WEB_PORT", "WEB_HOST", "TOPIC_PARTITIONS", "PROCESSING_GUARANTEE", "WORKER_CANONICAL_URL",
     "DATA_DIR", "APP_ID", "MAX_BATCH_RECORDS", "IDLE_ADVANCE_SECONDS", "CLOSED_WINDOWS_KEPT",
-    "TOPIC_REPLICATION_FACTOR", "RECOVERY_CONSISTENCY_CHECK",
+    "TOPIC_REPLICATION_FACTOR", "RECOVERY_CONSISTENCY_CHECK", "FETCH_MAX_WAIT_MS",
 )  # fmt: skip
 
 
@@ -350,6 +350,7 @@ def test_settings_defaults(clean_env: pytest.MonkeyPatch) -> None:
     assert str(s.data_dir) == "data"
     assert s.app_id == "streampulse"
     assert s.max_batch_records == 10000
+    assert s.fetch_max_wait_ms == 100
     assert s.idle_advance_seconds == 5.0
     assert s.closed_windows_kept == 5
     assert s.topic_replication_factor == 1
@@ -378,6 +379,7 @@ def test_settings_env_overrides(clean_env: pytest.MonkeyPatch) -> None:
         "DATA_DIR": "/tmp/sp-data",
         "APP_ID": "sp-test",
         "MAX_BATCH_RECORDS": "250",
+        "FETCH_MAX_WAIT_MS": "500",
         "IDLE_ADVANCE_SECONDS": "2.5",
         "CLOSED_WINDOWS_KEPT": "0",
         "TOPIC_REPLICATION_FACTOR": "3",
@@ -400,6 +402,7 @@ def test_settings_env_overrides(clean_env: pytest.MonkeyPatch) -> None:
     assert str(s.data_dir) == "/tmp/sp-data"
     assert s.app_id == "sp-test"
     assert s.max_batch_records == 250
+    assert s.fetch_max_wait_ms == 500
     assert s.idle_advance_seconds == 2.5
     assert s.closed_windows_kept == 0
     assert s.topic_replication_factor == 3
@@ -429,6 +432,8 @@ def test_settings_booleans(clean_env: pytest.MonkeyPatch, raw: str, expected: bo
         ("WEB_PORT", "http"),
         ("TOPIC_PARTITIONS", "0"),
         ("MAX_BATCH_RECORDS", "0"),
+        ("FETCH_MAX_WAIT_MS", "0"),
+        ("FETCH_MAX_WAIT_MS", "fast"),
         ("CLOSED_WINDOWS_KEPT", "-1"),
         ("TOPIC_REPLICATION_FACTOR", "0"),
         ("IDLE_ADVANCE_SECONDS", "soon"),
