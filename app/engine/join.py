@@ -13,7 +13,9 @@ Three stages:
    repartition puts every user's events of every topic in one partition whatever the source
    partitioning was (no producer's partitioner is trusted to co-partition).
 2. The join (:class:`UserJoin`, the repartition topic's batch agent): the owner of a user
-   partition applies its events in offset order to the ``users`` table (keyed by user: A/B
+   partition applies its events in offset order to the ``users`` table (the messages it sent
+   itself as soon as the broker acks them, when they come next in that order, so they need
+   not be read back: :meth:`UserJoin.send`) (keyed by user: A/B
    assignments, conversions, recent responses and clicks; the only per-user state, which GDPR
    erasure removes). Each user's value keeps, per source partition, the last source offset
    it absorbed (``"o"``), written with the state in one table write, so a source replayed
@@ -40,14 +42,16 @@ import asyncio
 import json
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from app.engine import metrics
 from app.engine.batching import (
     SourceBatch,
     flush_producer,
+    owned_partitions,
     table_context,
     wait_for_changelog_room,
 )
@@ -75,6 +79,16 @@ Extractor = Callable[[dict[str, Any]], tuple[str, list[Any]] | None]
 
 def repartition_topic_name(app_id: str) -> str:
     return f"{app_id}-users-repartition"
+
+
+@dataclass(frozen=True)
+class _SentRecord:
+    """A repartition message this worker sent, as the consumer would hand it over, and the
+    consumer generation it was sent in."""
+
+    offset: int
+    value: bytes
+    generation: int | None
 
 
 class JoinFeed:
@@ -118,7 +132,7 @@ class JoinFeed:
                  join_event]
             )  # fmt: skip
         times = {self.source_id(p): t for p, t in source_times.items()}
-        send = join.app.producer.send
+        send = join.send
         futures = []
         for partition in range(partitions):
             entries = by_partition.get(partition, [])
@@ -132,8 +146,7 @@ class JoinFeed:
                     payload["p"], payload["q"] = produced_ms
                 if index == len(chunks) - 1:
                     payload["t"] = times
-                value = json.dumps(payload).encode()
-                futures.append(await send(join.topic, None, value, partition, None, None))
+                futures.append(await send(partition, json.dumps(payload).encode()))
         return futures
 
     async def hold(self, source_partitions: set[int] | None) -> None:
@@ -143,9 +156,8 @@ class JoinFeed:
             self.source_id(p) for p in sorted(source_partitions)
         ]  # fmt: skip
         value = json.dumps({"h": held}).encode()
-        send = self.join.app.producer.send
         for partition in range(self.join.partitions):
-            await send(self.join.topic, None, value, partition, None, None)
+            await self.join.send(partition, value)
 
 
 class UserJoin:
@@ -195,6 +207,18 @@ class UserJoin:
         self._version = 0
         self._unwritten_generation: int | None = None
         self._replayed = metrics.REPLAYED_EVENTS.labels(table=USERS_TABLE)
+        #: LOCAL_MERGE: a message this worker sent to a partition it owns is applied once the
+        #: broker has it (:meth:`_apply_sent`), not when the consumer reads it back
+        self.apply_own = settings.merge_locally
+        #: partition -> the highest repartition offset applied in this generation (either way)
+        self._applied_upto: dict[int, int] = {}
+        #: partition -> this worker's messages to it not yet applied: (delivery, value,
+        #: generation), in sending order; and the task applying them as they are delivered
+        self._sent: dict[int, deque[tuple[Any, bytes, int | None]]] = {}
+        #: partition -> this worker's delivered messages not yet applied (waiting their turn)
+        self._acked: dict[int, list[_SentRecord]] = {}
+        self._appliers: dict[int, asyncio.Future[None]] = {}
+        self._applier_error: BaseException | None = None
 
     def feed(self, topic: str, extract: Extractor) -> JoinFeed:
         return JoinFeed(self, topic, extract)
@@ -209,16 +233,89 @@ class UserJoin:
     def partition_of(self, user: str) -> int:
         return key_partition(serialized_key(user), self.partitions)
 
+    async def send(self, partition: int, value: bytes) -> Any:
+        """Send one message to the repartition topic's ``partition``; returns its delivery
+        future. When this worker owns the partition, the message is also applied here as soon
+        as the broker has it, if every earlier message of the partition has been applied
+        (:meth:`_apply_sent`); the consumer then skips it. Why: reading it back costs a fetch
+        cycle or two (the join's tables were one broker round trip behind the others), and
+        applying in the partition's offset order keeps the crash argument (module docstring)
+        exactly as it is: the same records, in the same order, against the same states."""
+        future = await self.app.producer.send(self.topic, None, value, partition, None, None)
+        if self.apply_own and partition in owned_partitions(self.app, self.topic):
+            self._sent.setdefault(partition, deque()).append(
+                (future, value, self.app.consumer_generation_id)
+            )
+            applier = self._appliers.get(partition)
+            if applier is None or applier.done():
+                self._appliers[partition] = asyncio.ensure_future(self._apply_sent(partition))
+        return future
+
+    async def _apply_sent(self, partition: int) -> None:
+        """As this worker's messages to ``partition`` are delivered (oldest first), apply
+        those that come next in the partition (:meth:`_apply_acked`). Its errors are raised
+        by the repartition topic's next batch."""
+        sent = self._sent[partition]
+        try:
+            while sent:
+                await asyncio.gather(sent[0][0], return_exceptions=True)
+                generation = sent[0][2]
+                acked = self._acked.setdefault(partition, [])
+                while sent and sent[0][0].done() and sent[0][2] == generation:
+                    future, value, _ = sent.popleft()
+                    if future.cancelled() or future.exception() is not None:
+                        continue  # the source batch's ack raises the failed send
+                    if generation == self.app.consumer_generation_id:
+                        acked.append(_SentRecord(future.result().offset, value, generation))
+                async with self._lock:
+                    await self._apply_acked(partition, generation)
+        except BaseException as exc:
+            self._applier_error = exc
+            raise
+
+    async def _apply_acked(self, partition: int, generation: int | None) -> None:
+        """Under the lock: apply the delivered messages of this worker that come next in
+        ``partition`` (offset ``applied + 1`` on), as one batch. Those behind another
+        worker's messages wait until the consumer has applied those; those the consumer has
+        applied are dropped."""
+        acked = self._acked.get(partition)
+        upto = self._applied_upto.get(partition)
+        if not acked or upto is None:
+            return
+        if (
+            generation != self.app.consumer_generation_id
+            or generation != self._unwritten_generation
+            or partition not in owned_partitions(self.app, self.topic)
+        ):
+            acked.clear()  # the consumer applies them, in their turn
+            return
+        acked.sort(key=lambda record: record.offset)
+        while acked and acked[0].offset <= upto:
+            acked.pop(0)
+        count = 0
+        while count < len(acked) and acked[count].offset == upto + 1 + count:
+            count += 1
+        if not count:
+            return
+        records, acked[:count] = acked[:count], []
+        await self._handle(partition, records, generation, replay=False)
+        self._applied_upto[partition] = records[-1].offset
+        metrics.JOIN_APPLIED_WHEN_SENT.inc(count)
+
     async def on_events(self, batches: Sequence[SourceBatch]) -> Awaitable[Any]:
         """The repartition topic's batch agent: apply and ship the deltas now; the states are
         written in the background once the deltas are with the broker (:meth:`_write_states`).
         Returns what resolves once they are written: the batches are acked then, not before.
+        Records this worker has already applied when they were acked (:meth:`send`) are
+        skipped; their acks wait for the states' writes all the same.
 
         Why in the background: the batch handlers run one after another in the consumer's
         fetch loop, and waiting here for the broker (the deltas' delivery, a producer flush)
         would hold up every topic's next fetch by that round trip. Meanwhile the next batch
         reads the states not yet written from :attr:`_unwritten`."""
         async with self._lock:
+            if self._applier_error is not None:
+                raise self._applier_error
             generation = self.app.consumer_generation_id
             if generation != self._unwritten_generation:
                 # A new assignment: a partition may have been another worker's meanwhile, so
@@ -226,12 +323,34 @@ class UserJoin:
                 await asyncio.gather(*self._writers.values(), return_exceptions=True)
                 self._writers.clear()
                 self._unwritten.clear()
+                self._applied_upto.clear()
+                for acked in self._acked.values():  # sent before this assignment: read back
+                    acked[:] = [r for r in acked if r.generation == generation]
                 self._unwritten_generation = generation
-            writes = [await self._handle(batch, generation) for batch in batches]
+            writes: list[Any] = []
+            for batch in batches:
+                partition = batch.partition
+                upto = self._applied_upto.get(partition)
+                records = batch.records
+                if upto is not None:
+                    records = [r for r in records if r.offset > upto]
+                if records:
+                    replay = self._zones.covers(batch)
+                    writes.append(await self._handle(partition, records, generation, replay))
+                    self._applied_upto[partition] = records[-1].offset
+                    # this worker's messages delivered since: apply them now, not next fetch
+                    await self._apply_acked(partition, generation)
+                elif (writer := self._writers.get(partition)) is not None:
+                    writes.append(writer)  # applied when acked: its states' write
         return asyncio.gather(*writes)
 
-    async def _handle(self, batch: SourceBatch, generation: int | None) -> asyncio.Task[None]:
-        partition = batch.partition
+    async def _handle(
+        self,
+        partition: int,
+        records: Sequence[Any],
+        generation: int | None,
+        replay: bool,
+    ) -> asyncio.Task[None]:
         now = time.monotonic()
         clock = self.clock(partition, now)
         unwritten = self._unwritten.setdefault(partition, {})
@@ -245,7 +364,7 @@ class UserJoin:
         produced: list[tuple[int, int]] = []
         table, params = self.table, self.params
         with table_context(self.app, self.topic, partition):
-            for record in batch.records:
+            for record in records:
                 payload = json.loads(record.value)
                 for user, source_id, offset, event in payload.get("v", ()):
                     state = states.get(user)
@@ -271,8 +390,7 @@ class UserJoin:
                 if payload.get("p"):
                     produced.append((payload["p"], payload["q"]))
         watermark = clock.watermark(now)
-        ranges: Ranges = {source: (batch.records[0].offset, batch.records[-1].offset)}
-        replay = self._zones.covers(batch)
+        ranges: Ranges = {source: (records[0].offset, records[-1].offset)}
         produced_ms = (
             (min(p for p, _ in produced), max(q for _, q in produced)) if produced else (0, 0)
         )

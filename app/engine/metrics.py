@@ -19,6 +19,7 @@ __all__ = [
     "EVENTS_AGGREGATED",
     "EVENTS_CONSUMED",
     "EVENT_LAG",
+    "JOIN_APPLIED_WHEN_SENT",
     "JOIN_EVENTS",
     "LATE_CONTRIBUTIONS",
     "LATE_EVENTS",
@@ -45,6 +46,11 @@ JOIN_EVENTS = Counter(
     "Join events applied to the per-user state, by source topic (a replayed one, already"
     " absorbed, is counted under replayed=true and skipped).",
     ["topic", "replayed"],
+)
+JOIN_APPLIED_WHEN_SENT = Counter(
+    "streampulse_join_applied_when_sent_total",
+    "Repartition messages applied by the worker that sent them as soon as the broker had them"
+    " (it owns their partition), instead of when read back from the topic.",
 )
 ERASURES = Counter(
     "streampulse_erasures_total",

@@ -100,6 +100,15 @@ def assert_equals_oracle(derived: dict[str, list[dict]], data: join_data.JoinDat
         assert same(ctr[key]["mean"], fields["mean"]), (key, ctr[key]["mean"], fields["mean"])
 
 
+def wait_for_join_events(url: str, at_least: int = 1, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if metric_sum(read_metrics(url) or {}, "streampulse_join_events_total") >= at_least:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the join applied fewer than {at_least} events in {timeout:.0f} s")
+
+
 def expected_records(data: join_data.JoinData) -> int:
     return len(join_data.ab_oracle(data)) + len(join_data.ctr_oracle(data))
 
@@ -120,12 +129,19 @@ def test_the_oracle_covers_the_cases() -> None:
 def test_one_worker_publishes_the_oracle(stack: Any, start_worker_process: Any) -> None:
     data = join_data.build()
     worker = start_worker_process("sp-join-1", **WORKER_ENV)
-    produce(stack, data)
+    # in two halves, the second once the join has started: the worker then applies its own
+    # repartition messages as the broker acks them (asserted below), the first half's it reads
+    produce(stack, data, (0.0, 0.5))
+    wait_for_join_events(worker.url)
+    produce(stack, data, (0.5, 1.0))
     derived = read_results(stack, expected_records(data))
     assert_equals_oracle(derived, data)
     samples = read_metrics(worker.url)
     assert samples is not None
     assert metric_sum(samples, "streampulse_ab_reassignments_total") == data.reassignments + 0
+    # the worker owns every user partition: it applied its repartition messages when the
+    # broker acked them, not when it read them back (UserJoin.send), and the oracle held
+    assert metric_sum(samples, "streampulse_join_applied_when_sent_total") > 0
 
 
 def test_two_workers_publish_the_same_records(stack: Any, start_worker_process: Any) -> None:
@@ -169,6 +185,7 @@ def test_a_worker_killed_mid_run_and_restarted_changes_nothing(
     responses = data.by_topic["recommendation-responses"]
     assert sum(r["count"] for r in latency) == len(responses)  # each counted once
     samples = read_metrics(restarted.url) or {}
+    assert metric_sum(samples, "streampulse_join_applied_when_sent_total") > 0
     replayed = metric_sum(samples, "streampulse_join_events_total", replayed="true")
     print(f"join events replayed after the kill and skipped: {replayed}")
     # A replayed assignment re-applied would count as a reassignment: the join's marks skip
