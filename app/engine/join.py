@@ -13,13 +13,13 @@ Three stages:
    repartition puts every user's events of every topic in one partition whatever the source
    partitioning was (no producer's partitioner is trusted to co-partition).
 2. The join (:class:`UserJoin`, the repartition topic's batch agent): the owner of a user
-   partition applies its events in offset order to the ``users`` table (the messages it sent
-   itself as soon as the broker acks them, when they come next in that order, so they need
-   not be read back: :meth:`UserJoin.send`) (keyed by user: A/B
-   assignments, conversions, recent responses and clicks; the only per-user state, which GDPR
-   erasure removes). Each user's value keeps, per source partition, the last source offset
-   it absorbed (``"o"``), written with the state in one table write, so a source replayed
-   after a crash is recognised and skipped. Each applied event gives deltas.
+   partition applies its events in offset order (the messages it sent itself as soon as the
+   broker acks them, when they come next in that order: :meth:`UserJoin.send`) to the
+   ``users`` table (keyed by user: A/B assignments, conversions, recent responses and
+   clicks; the only per-user state, which GDPR erasure removes). Each user's value keeps,
+   per source partition, the last source offset it absorbed (``"o"``), written with the
+   state in one table write, so a source replayed after a crash is recognised and skipped.
+   Each applied event gives deltas.
 3. The deltas go to windowed tables (``ab.conversions``, ``agg.model.metrics.ctr``) with the
    shared machinery (``app/engine/windowing.py``), exactly as a source's events would: their
    "source partitions" are the repartition topic's partitions, their offsets the repartition
@@ -83,11 +83,11 @@ def repartition_topic_name(app_id: str) -> str:
 
 @dataclass(frozen=True)
 class _SentRecord:
-    """A repartition message this worker sent, as the consumer would hand it over, and the
-    consumer generation it was sent in."""
+    """A repartition message this worker sent (its payload, not re-decoded), its offset and
+    the consumer generation it was sent in."""
 
     offset: int
-    value: bytes
+    payload: dict[str, Any]
     generation: int | None
 
 
@@ -146,7 +146,7 @@ class JoinFeed:
                     payload["p"], payload["q"] = produced_ms
                 if index == len(chunks) - 1:
                     payload["t"] = times
-                futures.append(await send(partition, json.dumps(payload).encode()))
+                futures.append(await send(partition, payload))
         return futures
 
     async def hold(self, source_partitions: set[int] | None) -> None:
@@ -155,9 +155,8 @@ class JoinFeed:
         held: Any = "*" if source_partitions is None else [
             self.source_id(p) for p in sorted(source_partitions)
         ]  # fmt: skip
-        value = json.dumps({"h": held}).encode()
         for partition in range(self.join.partitions):
-            await self.join.send(partition, value)
+            await self.join.send(partition, {"h": held})
 
 
 class UserJoin:
@@ -212,11 +211,12 @@ class UserJoin:
         self.apply_own = settings.merge_locally
         #: partition -> the highest repartition offset applied in this generation (either way)
         self._applied_upto: dict[int, int] = {}
-        #: partition -> this worker's messages to it not yet applied: (delivery, value,
+        #: partition -> this worker's messages to it not yet delivered: (delivery, payload,
         #: generation), in sending order; and the task applying them as they are delivered
-        self._sent: dict[int, deque[tuple[Any, bytes, int | None]]] = {}
-        #: partition -> this worker's delivered messages not yet applied (waiting their turn)
-        self._acked: dict[int, list[_SentRecord]] = {}
+        self._sent: dict[int, deque[tuple[Any, dict[str, Any], int | None]]] = {}
+        #: partition -> this worker's delivered messages not yet applied (waiting their
+        #: turn), in offset order (one producer: a partition's acks come in sending order)
+        self._acked: dict[int, deque[_SentRecord]] = {}
         self._appliers: dict[int, asyncio.Future[None]] = {}
         self._applier_error: BaseException | None = None
 
@@ -233,7 +233,7 @@ class UserJoin:
     def partition_of(self, user: str) -> int:
         return key_partition(serialized_key(user), self.partitions)
 
-    async def send(self, partition: int, value: bytes) -> Any:
+    async def send(self, partition: int, payload: dict[str, Any]) -> Any:
         """Send one message to the repartition topic's ``partition``; returns its delivery
         future. When this worker owns the partition, the message is also applied here as soon
         as the broker has it, if every earlier message of the partition has been applied
@@ -241,10 +241,11 @@ class UserJoin:
         cycle or two (the join's tables were one broker round trip behind the others), and
         applying in the partition's offset order keeps the crash argument (module docstring)
         exactly as it is: the same records, in the same order, against the same states."""
+        value = json.dumps(payload).encode()
         future = await self.app.producer.send(self.topic, None, value, partition, None, None)
         if self.apply_own and partition in owned_partitions(self.app, self.topic):
             self._sent.setdefault(partition, deque()).append(
-                (future, value, self.app.consumer_generation_id)
+                (future, payload, self.app.consumer_generation_id)
             )
             applier = self._appliers.get(partition)
             if applier is None or applier.done():
@@ -260,13 +261,13 @@ class UserJoin:
             while sent:
                 await asyncio.gather(sent[0][0], return_exceptions=True)
                 generation = sent[0][2]
-                acked = self._acked.setdefault(partition, [])
+                acked = self._acked.setdefault(partition, deque())
                 while sent and sent[0][0].done() and sent[0][2] == generation:
-                    future, value, _ = sent.popleft()
+                    future, payload, _ = sent.popleft()
                     if future.cancelled() or future.exception() is not None:
                         continue  # the source batch's ack raises the failed send
                     if generation == self.app.consumer_generation_id:
-                        acked.append(_SentRecord(future.result().offset, value, generation))
+                        acked.append(_SentRecord(future.result().offset, payload, generation))
                 async with self._lock:
                     await self._apply_acked(partition, generation)
         except BaseException as exc:
@@ -289,18 +290,17 @@ class UserJoin:
         ):
             acked.clear()  # the consumer applies them, in their turn
             return
-        acked.sort(key=lambda record: record.offset)
         while acked and acked[0].offset <= upto:
-            acked.pop(0)
-        count = 0
-        while count < len(acked) and acked[count].offset == upto + 1 + count:
-            count += 1
-        if not count:
+            acked.popleft()
+        records: list[tuple[int, dict[str, Any]]] = []
+        while acked and acked[0].offset == upto + 1 + len(records):
+            record = acked.popleft()
+            records.append((record.offset, record.payload))
+        if not records:
             return
-        records, acked[:count] = acked[:count], []
         await self._handle(partition, records, generation, replay=False)
-        self._applied_upto[partition] = records[-1].offset
-        metrics.JOIN_APPLIED_WHEN_SENT.inc(count)
+        self._applied_upto[partition] = records[-1][0]
+        metrics.JOIN_APPLIED_WHEN_SENT.inc(len(records))
 
     async def on_events(self, batches: Sequence[SourceBatch]) -> Awaitable[Any]:
         """The repartition topic's batch agent: apply and ship the deltas now; the states are
@@ -324,8 +324,8 @@ class UserJoin:
                 self._writers.clear()
                 self._unwritten.clear()
                 self._applied_upto.clear()
-                for acked in self._acked.values():  # sent before this assignment: read back
-                    acked[:] = [r for r in acked if r.generation == generation]
+                for partition, acked in self._acked.items():  # sent before it: read back
+                    self._acked[partition] = deque(r for r in acked if r.generation == generation)
                 self._unwritten_generation = generation
             writes: list[Any] = []
             for batch in batches:
@@ -336,7 +336,8 @@ class UserJoin:
                     records = [r for r in records if r.offset > upto]
                 if records:
                     replay = self._zones.covers(batch)
-                    writes.append(await self._handle(partition, records, generation, replay))
+                    decoded = [(r.offset, json.loads(r.value)) for r in records]
+                    writes.append(await self._handle(partition, decoded, generation, replay))
                     self._applied_upto[partition] = records[-1].offset
                     # this worker's messages delivered since: apply them now, not next fetch
                     await self._apply_acked(partition, generation)
@@ -347,10 +348,12 @@ class UserJoin:
     async def _handle(
         self,
         partition: int,
-        records: Sequence[Any],
+        records: Sequence[tuple[int, dict[str, Any]]],
         generation: int | None,
         replay: bool,
     ) -> asyncio.Task[None]:
+        """Apply one partition's repartition messages, ``(offset, payload)`` in offset order;
+        returns the task writing their states."""
         now = time.monotonic()
         clock = self.clock(partition, now)
         unwritten = self._unwritten.setdefault(partition, {})
@@ -364,8 +367,7 @@ class UserJoin:
         produced: list[tuple[int, int]] = []
         table, params = self.table, self.params
         with table_context(self.app, self.topic, partition):
-            for record in records:
-                payload = json.loads(record.value)
+            for record_offset, payload in records:
                 for user, source_id, offset, event in payload.get("v", ()):
                     state = states.get(user)
                     if state is None:
@@ -385,12 +387,12 @@ class UserJoin:
                     reassignments += result.reassignment
                     for kind, delta in result.deltas:
                         deltas[kind].append(delta)
-                        offsets[kind].append((source, record.offset))
+                        offsets[kind].append((source, record_offset))
                 self._observe(clock, payload, now)
                 if payload.get("p"):
                     produced.append((payload["p"], payload["q"]))
         watermark = clock.watermark(now)
-        ranges: Ranges = {source: (records[0].offset, records[-1].offset)}
+        ranges: Ranges = {source: (records[0][0], records[-1][0])}
         produced_ms = (
             (min(p for p, _ in produced), max(q for _, q in produced)) if produced else (0, 0)
         )

@@ -10,6 +10,7 @@ is handed, and when.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from types import SimpleNamespace
 from typing import Any
 
@@ -37,7 +38,7 @@ def make_join(monkeypatch: pytest.MonkeyPatch, owned: frozenset[int] = frozenset
     join.handed: list[tuple[int, list[int]]] = []
 
     async def handle(partition: int, records: Any, generation: Any, replay: bool) -> Any:
-        join.handed.append((partition, [r.offset for r in records]))
+        join.handed.append((partition, [offset for offset, _ in records]))
         done = asyncio.get_running_loop().create_future()
         done.set_result(None)
         join._writers[partition] = done
@@ -48,13 +49,13 @@ def make_join(monkeypatch: pytest.MonkeyPatch, owned: frozenset[int] = frozenset
 
 
 def sent(*offsets: int, generation: int = GENERATION) -> list[_SentRecord]:
-    return [_SentRecord(o, b"{}", generation) for o in offsets]
+    return [_SentRecord(o, {}, generation) for o in offsets]
 
 
 def apply_acked(join: Any, partition: int, records: list[_SentRecord]) -> None:
     async def run() -> None:
         join._lock = asyncio.Lock()
-        join._acked.setdefault(partition, []).extend(records)
+        join._acked.setdefault(partition, deque()).extend(records)
         async with join._lock:
             await join._apply_acked(partition, GENERATION)
 
@@ -70,7 +71,7 @@ def test_nothing_is_applied_before_the_consumer_has_read_the_partition(monkeypat
 def test_the_next_contiguous_messages_are_applied_as_one_batch(monkeypatch) -> None:
     join = make_join(monkeypatch)
     join._applied_upto[0] = 9
-    apply_acked(join, 0, sent(11, 10, 13))  # 12 is another worker's: 13 waits behind it
+    apply_acked(join, 0, sent(10, 11, 13))  # 12 is another worker's: 13 waits behind it
     assert join.handed == [(0, [10, 11])]
     assert join._applied_upto[0] == 11 and [r.offset for r in join._acked[0]] == [13]
 
@@ -89,7 +90,7 @@ def test_a_changed_assignment_leaves_every_message_to_the_consumer(monkeypatch, 
     if case == "another generation":
         join.app.consumer_generation_id = GENERATION + 1
     apply_acked(join, 0, sent(10, 11))
-    assert join.handed == [] and join._acked[0] == []
+    assert join.handed == [] and not join._acked[0]
 
 
 # the fixture only replaces owned_partitions, the same for every example
@@ -117,11 +118,14 @@ def test_every_message_is_applied_once_in_offset_order(
             if is_ack and acked < len(mine):
                 batch = mine[acked : acked + count]
                 acked += len(batch)
-                join._acked.setdefault(0, []).extend(sent(*batch))
+                join._acked.setdefault(0, deque()).extend(sent(*batch))
                 async with join._lock:
                     await join._apply_acked(0, GENERATION)
             elif not is_ack and position < len(own):
-                records = [SimpleNamespace(offset=o) for o in range(position, position + count)]
+                records = [
+                    SimpleNamespace(offset=o, value=b"{}")
+                    for o in range(position, position + count)
+                ]
                 records = [r for r in records if r.offset < len(own)]
                 position = records[-1].offset + 1
                 batch = SimpleNamespace(partition=0, records=records)
